@@ -1,0 +1,37 @@
+// backend.h - the two ways a mount point is served. api.cc validates arguments and dispatches.
+#pragma once
+#include "hf3fs_usrbio.h"
+
+#include <cstdint>
+
+namespace usrbio {
+
+struct RingParams {
+  int entries;
+  bool for_read;
+  int io_depth;
+  int priority;
+  int timeout;
+  int numa;
+  uint64_t flags;
+};
+
+// ---- local directories: the usrbio agent (embedded in this process) ----
+int local_iovcreate(hf3fs_iov *iov, const char *mp, size_t size, size_t block_size, int numa);
+int local_iovopen(hf3fs_iov *iov, const uint8_t id[16], const char *mp, size_t size, size_t block_size, int numa);
+int local_iovwrap(hf3fs_iov *iov, void *buf, const uint8_t id[16], const char *mp, size_t size, size_t block_size,
+                  int numa);
+int local_iorcreate(hf3fs_ior *ior, const char *mp, const RingParams &p);
+int local_iorwrap(hf3fs_ior *ior, void *buf, const char *mp, size_t size, const RingParams &p);
+// Executor in use by this process's agent ("io_uring", "pread"), or "none" if not running.
+const char *local_executor();
+
+// ---- real 3FS mounts: the 3FS protocol ----
+// True when mp is served by a 3FS FUSE daemon (it answers <mp>/3fs-virt/iovs/submit-ios).
+bool threefs_is_mount(const char *mp);
+int threefs_iovcreate(hf3fs_iov *iov, const char *mp, size_t size, size_t block_size, int numa);
+int threefs_iovopen(hf3fs_iov *iov, const uint8_t id[16], const char *mp, size_t size, size_t block_size, int numa);
+int threefs_iorcreate(hf3fs_ior *ior, const char *mp, const RingParams &p);
+int threefs_iorwrap(hf3fs_ior *ior, void *buf, const char *mp, size_t size, const RingParams &p);
+
+}  // namespace usrbio

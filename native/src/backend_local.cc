@@ -1,0 +1,298 @@
+// backend_local.cc - local directories, served by an agent embedded in this process.
+//
+// The embedded host starts the agent on the first iov or ring and stops it when the last one
+// is destroyed, or at process exit.
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+
+#include "agent.h"
+#include "backend.h"
+#include "client.h"
+#include "regfd.h"
+#include "usrbio_ext.h"
+#include "util.h"
+
+namespace usrbio {
+namespace {
+
+class EmbeddedHost {
+ public:
+  // Take a reference on the agent, starting it if needed. Returns 0 or -errno.
+  int acquire(std::shared_ptr<Agent> *out) {
+    std::lock_guard<std::mutex> g(mu_);
+    if (!agent_) {
+      AgentOptions o;
+      int r = Agent::create(o, &agent_);
+      if (r < 0) return r;
+      static std::once_flag once;
+      std::call_once(once, [] { atexit([] { host().shutdown(); }); });
+    }
+    users_++;
+    *out = agent_;
+    return 0;
+  }
+  // Drop a reference; the last one stops the agent.
+  void release() {
+    std::shared_ptr<Agent> stop;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (users_ > 0 && --users_ == 0) stop = std::move(agent_);
+    }
+    if (stop) stop->stop();
+  }
+  // Process exit: finish in-flight I/O and join the agent's threads.
+  void shutdown() {
+    std::shared_ptr<Agent> stop;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      stop = std::move(agent_);
+    }
+    if (stop) stop->stop();
+  }
+  std::shared_ptr<Agent> current() {
+    std::lock_guard<std::mutex> g(mu_);
+    return agent_;
+  }
+  static EmbeddedHost &host() {
+    static EmbeddedHost *h = new EmbeddedHost;  // never destroyed: used from atexit
+    return *h;
+  }
+
+ private:
+  std::mutex mu_;
+  std::shared_ptr<Agent> agent_;
+  int users_ = 0;  // iovs + rings of this process on local mount points
+};
+
+EmbeddedHost &host() { return EmbeddedHost::host(); }
+
+// An iov registered with the agent; shared by its creator and every iovopen of it.
+struct LocalIovShared {
+  uint8_t id[16];
+  std::shared_ptr<Mapping> map;
+  size_t block_size;
+  std::shared_ptr<Agent> agent;
+  int holders = 0;
+};
+
+std::mutex g_iovs_mu;
+std::map<std::string, LocalIovShared *> &iov_registry() {
+  static auto *m = new std::map<std::string, LocalIovShared *>;
+  return *m;
+}
+
+struct LocalIov final : ClientIov {
+  LocalIovShared *shared;
+  explicit LocalIov(LocalIovShared *s) : shared(s) {}
+  ~LocalIov() override {
+    LocalIovShared *dead = nullptr;
+    {
+      std::lock_guard<std::mutex> g(g_iovs_mu);
+      if (--shared->holders == 0) {
+        iov_registry().erase(std::string(reinterpret_cast<char *>(shared->id), 16));
+        dead = shared;
+      }
+    }
+    if (dead) {
+      dead->agent->remove_iov(dead->id);
+      delete dead;
+      host().release();
+    }
+  }
+  int memreg_state() override { return shared->agent->iov_memreg_state(shared->id); }
+};
+
+class LocalRing final : public ClientRing {
+ public:
+  LocalRing(std::shared_ptr<Mapping> map, int entries, bool for_read, std::shared_ptr<Agent> agent)
+      : ClientRing(std::move(map), entries, for_read), agent_(std::move(agent)) {}
+  ~LocalRing() override {
+    if (ring_id_) agent_->remove_ring(ring_id_);
+    agent_.reset();
+    host().release();
+  }
+  int attach(const RingParams &p) {
+    return agent_->add_ring(map_->base, map_->size, p.entries, p.for_read, p.io_depth, p.timeout, p.priority, p.flags,
+                            map_, &ring_id_);
+  }
+  int file_iid(RegFd &rec, uint64_t *iid) override {
+    std::lock_guard<std::mutex> g(rec.mu);
+    auto cur = rec.agent.lock();
+    if (cur != agent_) {
+      uint64_t h;
+      int r = agent_->add_file(rec.dupfd, &h);
+      if (r < 0) return r;
+      if (cur) cur->remove_file(rec.agent_handle);
+      rec.agent = agent_;
+      rec.agent_handle = h;
+    }
+    *iid = rec.agent_handle;
+    return 0;
+  }
+  void notify() override { agent_->doorbell().ring(); }
+
+ private:
+  std::shared_ptr<Agent> agent_;
+  uint64_t ring_id_ = 0;
+};
+
+int check_dir(const char *mp) {
+  struct stat st;
+  if (stat(mp, &st) != 0) return -errno;
+  return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+void fill_iov(hf3fs_iov *iov, uint8_t *base, ClientIov *h, const uint8_t id[16], const char *mp, size_t size,
+              size_t block_size, int numa) {
+  memset(iov, 0, sizeof *iov);
+  iov->base = base;
+  iov->iovh = h;
+  memcpy(iov->id, id, 16);
+  strncpy(iov->mount_point, mp, sizeof iov->mount_point - 1);
+  iov->size = size;
+  iov->block_size = block_size;
+  iov->numa = numa;
+}
+
+// Register `map` under `id` and fill iov. Takes an agent reference that the LocalIov releases.
+int register_iov(hf3fs_iov *iov, std::shared_ptr<Mapping> map, const uint8_t id[16], const char *mp,
+                 size_t block_size, int numa) {
+  std::shared_ptr<Agent> agent;
+  int r = host().acquire(&agent);
+  if (r < 0) return r;
+  r = agent->add_iov(id, map->base, map->size, block_size, map);
+  if (r < 0) {
+    host().release();
+    return r;
+  }
+  auto *s = new LocalIovShared;
+  memcpy(s->id, id, 16);
+  s->map = map;
+  s->block_size = block_size;
+  s->agent = agent;
+  s->holders = 1;
+  {
+    std::lock_guard<std::mutex> g(g_iovs_mu);
+    iov_registry()[std::string(reinterpret_cast<const char *>(id), 16)] = s;
+  }
+  fill_iov(iov, map->base, new LocalIov(s), id, mp, map->size, block_size, numa);
+  return 0;
+}
+
+}  // namespace
+
+std::shared_ptr<Agent> EmbeddedHost_current() { return host().current(); }
+
+const char *local_executor() {
+  auto a = host().current();
+  return a ? a->executor_name() : "none";
+}
+
+int local_iovcreate(hf3fs_iov *iov, const char *mp, size_t size, size_t block_size, int numa) {
+  int r = check_dir(mp);
+  if (r < 0) return r;
+  std::shared_ptr<Mapping> map;
+  r = shm_create_memfd("hf3fs-iov", size, numa, &map);
+  if (r < 0) return r;
+  uint8_t id[16];
+  random_uuid(id);
+  return register_iov(iov, std::move(map), id, mp, block_size, numa);
+}
+
+int local_iovopen(hf3fs_iov *iov, const uint8_t id[16], const char *mp, size_t size, size_t block_size, int numa) {
+  int r = check_dir(mp);
+  if (r < 0) return r;
+  std::lock_guard<std::mutex> g(g_iovs_mu);
+  auto it = iov_registry().find(std::string(reinterpret_cast<const char *>(id), 16));
+  if (it == iov_registry().end()) return -ENOENT;
+  LocalIovShared *s = it->second;
+  if (s->map->size != size || s->block_size != block_size) return -EINVAL;
+  s->holders++;
+  fill_iov(iov, s->map->base, new LocalIov(s), id, mp, size, block_size, numa);
+  return 0;
+}
+
+int local_iovwrap(hf3fs_iov *iov, void *buf, const uint8_t id[16], const char *mp, size_t size, size_t block_size,
+                  int numa) {
+  int r = check_dir(mp);
+  if (r < 0) return r;
+  r = numa_bind(buf, size, numa);
+  if (r < 0) return r;
+  auto map = std::make_shared<Mapping>();
+  map->base = static_cast<uint8_t *>(buf);
+  map->size = size;
+  map->external = true;
+  return register_iov(iov, std::move(map), id, mp, block_size, numa);
+}
+
+static int attach_ring(hf3fs_ior *ior, const char *mp, std::shared_ptr<Mapping> map, const RingParams &p) {
+  int r;
+  std::shared_ptr<Agent> agent;
+  r = host().acquire(&agent);
+  if (r < 0) return r;
+  auto *ring = new LocalRing(map, p.entries, p.for_read, agent);  // releases the host reference
+  r = ring->attach(p);
+  if (r < 0) {
+    delete ring;
+    return r;
+  }
+  uint8_t id[16];
+  random_uuid(id);
+  memset(ior, 0, sizeof *ior);
+  fill_iov(&ior->iov, map->base, nullptr, id, mp, map->size, 0, p.numa);
+  ior->iorh = ring;
+  strncpy(ior->mount_point, mp, sizeof ior->mount_point - 1);
+  ior->for_read = p.for_read;
+  ior->io_depth = p.io_depth;
+  ior->priority = p.priority;
+  ior->timeout = p.timeout;
+  ior->flags = p.flags;
+  return 0;
+}
+
+int local_iorcreate(hf3fs_ior *ior, const char *mp, const RingParams &p) {
+  int r = check_dir(mp);
+  if (r < 0) return r;
+  std::shared_ptr<Mapping> map;
+  r = shm_create_memfd("hf3fs-ior", ring_bytes(size_t(p.entries)), p.numa, &map);
+  if (r < 0) return r;
+  return attach_ring(ior, mp, std::move(map), p);
+}
+
+int local_iorwrap(hf3fs_ior *ior, void *buf, const char *mp, size_t size, const RingParams &p) {
+  int r = check_dir(mp);
+  if (r < 0) return r;
+  auto map = std::make_shared<Mapping>();
+  map->base = static_cast<uint8_t *>(buf);
+  map->size = size;
+  map->external = true;
+  return attach_ring(ior, mp, std::move(map), p);
+}
+
+}  // namespace usrbio
+
+USRBIO_API int usrbio_get_agent_stats(struct usrbio_agent_stats *out) {
+  if (!out) return -EINVAL;
+  memset(out, 0, sizeof *out);
+  auto a = usrbio::EmbeddedHost_current();
+  if (!a) {
+    snprintf(out->executor, sizeof out->executor, "none");
+    return 0;
+  }
+  usrbio::AgentStats s;
+  a->stats(&s);
+  out->rings = s.rings;
+  out->iovs = s.iovs;
+  out->files = s.files;
+  out->batches = s.batches;
+  out->ios = s.ios;
+  out->bytes = s.bytes;
+  out->errors = s.errors;
+  out->inflight = s.inflight;
+  snprintf(out->executor, sizeof out->executor, "%s", s.executor);
+  return 0;
+}

@@ -1,0 +1,142 @@
+#include <fcntl.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "client.h"
+#include "regfd.h"
+#include "util.h"
+
+namespace usrbio {
+
+int SlotAlloc::alloc() {
+  std::lock_guard<std::mutex> g(mu_);
+  if (!freed_.empty()) {
+    int s = freed_.top();
+    freed_.pop();
+    used_[size_t(s)] = 1;
+    return s;
+  }
+  if (bump_ < cap_) {
+    used_[size_t(bump_)] = 1;
+    return bump_++;
+  }
+  return -1;
+}
+
+void SlotAlloc::free_many(const int32_t *slots, int n) {
+  std::lock_guard<std::mutex> g(mu_);
+  for (int i = 0; i < n; i++) {
+    int s = slots[i];
+    if (s < 0 || s >= bump_ || !used_[size_t(s)]) continue;
+    used_[size_t(s)] = 0;
+    freed_.push(s);
+  }
+}
+
+int ClientRing::prep(const hf3fs_iov *iov, bool read, void *ptr, int fd, size_t off, uint64_t len,
+                     const void *userdata) {
+  if (read != for_read || !iov || !iov->base || len == 0 || !ptr) return -EINVAL;
+  auto *p = static_cast<uint8_t *>(ptr);
+  if (p < iov->base || size_t(p - iov->base) > iov->size || len > iov->size - size_t(p - iov->base)) return -EINVAL;
+  if (fd == INT32_MIN) return -EINVAL;
+  auto rec = regfd_lookup(fd);
+  if (!rec) return -EBADF;
+  if ((read && rec->accmode == O_WRONLY) || (!read && rec->accmode == O_RDONLY)) return -EACCES;
+  uint64_t iid;
+  int r = file_iid(*rec, &iid);
+  if (r < 0) return r;
+  int slot = slots.alloc();
+  if (slot < 0) return -EAGAIN;
+  const int E = v.E;
+  int32_t next = (sqe_head_ + 1) % E;
+  if (next == v.sqeTail().load()) {
+    // The sqe positions are still held by an earlier batch that has not retired.
+    int32_t s = slot;
+    slots.free_many(&s, 1);
+    return -EAGAIN;
+  }
+  IoArgs &a = v.args()[slot];
+  memcpy(a.bufId, iov->id, 16);
+  a.bufOff = uint64_t(p - iov->base);
+  a.fileIid = iid;
+  a.fileOff = off;
+  a.ioLen = len;
+  a.userdata = userdata;
+  IoSqe &s = v.sqes()[sqe_head_];
+  s.index = slot;
+  s.pad = 0;
+  s.userdata = userdata;
+  sqe_head_ = next;
+  v.sqeHead().store(next);  // seq_cst: publishes the entries above
+  return slot;
+}
+
+static bool passed(const timespec *abs) {
+  if (!abs) return false;
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  return now.tv_sec > abs->tv_sec || (now.tv_sec == abs->tv_sec && now.tv_nsec >= abs->tv_nsec);
+}
+
+int ClientRing::wait(hf3fs_cqe *cqes, int cqec, int min_results, const timespec *abs_timeout) {
+  if (!cqes || cqec <= 0) return -EINVAL;
+  if (abs_timeout && (abs_timeout->tv_nsec < 0 || abs_timeout->tv_nsec >= 1000000000L)) return -EINVAL;
+  if (min_results > cqec) min_results = cqec;
+  if (min_results < 0) min_results = 0;
+  const int E = v.E;
+  int filled = 0;
+  int32_t freed[256];
+  for (;;) {
+    int got = 0;
+    {
+      std::lock_guard<std::mutex> g(reap_mu_);
+      int32_t head = v.cqeHead().load();
+      int32_t tail = v.cqeTail().load();
+      if (head < 0 || head >= E || tail < 0 || tail >= E) return -EIO;
+      int nf = 0;
+      while (filled < cqec && tail != head) {
+        const IoCqe &c = v.cqes()[tail];
+        cqes[filled].index = c.index;
+        cqes[filled].reserved = 0;
+        cqes[filled].result = c.result;
+        cqes[filled].userdata = c.userdata;
+        freed[nf++] = c.index;
+        filled++;
+        got++;
+        tail = (tail + 1) % E;
+        if (nf == int(sizeof freed / sizeof freed[0])) {
+          v.cqeTail().store(tail);
+          slots.free_many(freed, nf);
+          nf = 0;
+        }
+      }
+      if (got) {
+        v.cqeTail().store(tail);
+        slots.free_many(freed, nf);
+      }
+    }
+    if (got) {
+      notify();  // cqe space was freed
+      continue;
+    }
+    if (filled >= min_results || passed(abs_timeout)) return filled;
+    int a = alive();
+    if (a < 0) return filled ? filled : a;
+    timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    long slice = wait_slice_ms();
+    until.tv_sec += slice / 1000;
+    until.tv_nsec += (slice % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000L;
+    }
+    if (abs_timeout && (abs_timeout->tv_sec < until.tv_sec ||
+                        (abs_timeout->tv_sec == until.tv_sec && abs_timeout->tv_nsec < until.tv_nsec)))
+      until = *abs_timeout;
+    sem_timedwait(v.sem(), &until);  // result ignored: we re-check the ring either way
+  }
+}
+
+}  // namespace usrbio

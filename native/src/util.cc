@@ -1,0 +1,94 @@
+#include "util.h"
+
+#include <sys/random.h>
+
+#include <cstdarg>
+#include <cstdlib>
+#include <cstring>
+
+namespace usrbio {
+
+int log_level() {
+  static int level = [] {
+    const char *v = getenv("USRBIO_LOG");
+    if (!v) return 1;
+    if (!strcmp(v, "error")) return 0;
+    if (!strcmp(v, "warn")) return 1;
+    if (!strcmp(v, "info")) return 2;
+    if (!strcmp(v, "debug")) return 3;
+    return 1;
+  }();
+  return level;
+}
+
+void log_msg(int level, const char *fmt, ...) {
+  if (level > log_level()) return;
+  static const char *names[] = {"error", "warn", "info", "debug"};
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "usrbio %s: %s\n", names[level & 3], buf);
+}
+
+uint64_t now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
+void random_uuid(uint8_t out[16]) {
+  size_t got = 0;
+  while (got < 16) {
+    ssize_t r = getrandom(out + got, 16 - got, 0);
+    if (r > 0) got += size_t(r);
+    else if (errno != EINTR) {
+      // getrandom cannot fail on Linux >= 3.17 with these arguments; keep a defined fallback.
+      for (size_t i = got; i < 16; i++) out[i] = uint8_t(now_ns() >> ((i % 8) * 8)) ^ uint8_t(i * 37);
+      got = 16;
+    }
+  }
+  out[6] = uint8_t((out[6] & 0x0f) | 0x40);
+  out[8] = uint8_t((out[8] & 0x3f) | 0x80);
+}
+
+std::string uuid_text(const uint8_t id[16]) {
+  char s[37];
+  snprintf(s, sizeof s, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", id[0], id[1],
+           id[2], id[3], id[4], id[5], id[6], id[7], id[8], id[9], id[10], id[11], id[12], id[13], id[14], id[15]);
+  return s;
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool uuid_parse(const char *text, uint8_t out[16]) {
+  int n = 0;
+  for (int i = 0; text[i] && n < 32; i++) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (text[i] != '-') return false;
+      continue;
+    }
+    int v = hexval(text[i]);
+    if (v < 0) return false;
+    if (n % 2 == 0) out[n / 2] = uint8_t(v << 4);
+    else out[n / 2] |= uint8_t(v);
+    n++;
+  }
+  return n == 32 && strlen(text) == 36;
+}
+
+long env_long(const char *name, long def) {
+  const char *v = getenv(name);
+  if (!v || !*v) return def;
+  char *end = nullptr;
+  long r = strtol(v, &end, 10);
+  return (end && *end == 0) ? r : def;
+}
+
+}  // namespace usrbio

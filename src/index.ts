@@ -1,0 +1,3 @@
+// usrbio: USRBIO (3FS User Space Ring Based IO) for Node.js.
+export { cflags, libs } from './config';
+export { includeDir, libDir, libraryPath, isBuilt } from './paths';
