@@ -3,8 +3,8 @@
 import { Command } from 'commander';
 import { cflags, libs } from './config';
 
-/** Build the command tree. `out` receives normal output (stdout by default). */
-export function program(out: (s: string) => void = (s) => process.stdout.write(s)): Command {
+/** Build the command tree; `out` receives normal output. */
+export function program(out: (s: string) => void): Command {
   const cmd = new Command('usrbio').description('USRBIO for Node.js and C').exitOverride();
   cmd
     .command('config')
@@ -23,7 +23,7 @@ export function program(out: (s: string) => void = (s) => process.stdout.write(s
 
 /* c8 ignore start */
 if (require.main === module) {
-  program()
+  program((s) => process.stdout.write(s))
     .parseAsync(process.argv)
     .catch((err: { exitCode?: number; code?: string; message?: string }) => {
       if (typeof err.exitCode === 'number' && err.code?.startsWith('commander.')) process.exit(err.exitCode);

@@ -1,4 +1,284 @@
-// placeholder replaced below
+// addon.cc - the Node binding of the USRBIO C API: one small class per concept (Iov, Ior),
+// positional arguments already validated by TypeScript (src/native.ts), and one per-environment
+// state whose cleanup hook destroys whatever JS left open.
 #include <napi.h>
-Napi::Object Init(Napi::Env env, Napi::Object exports) { return exports; }
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <algorithm>
+#include <set>
+#include <vector>
+
+#include "hf3fs_usrbio.h"
+#include "usrbio_ext.h"
+
+namespace {
+
+// Per-environment state: every live Iov/Ior of this env, destroyed when the env goes away
+// (worker exit, process exit) if JS did not do it first.
+class Iov;
+class Ior;
+struct EnvState {
+  std::set<Iov *> iovs;  // wrappers still holding an iov
+  std::set<Ior *> iors;  // wrappers still holding a ring
+  static void Cleanup(void *p);
+};
+
+Napi::Error errno_error(Napi::Env env, int e, const char *fn) {
+  Napi::Error err = Napi::Error::New(env, std::string(fn) + ": " + strerror(e));
+  err.Set("errno", Napi::Number::New(env, -e));
+  err.Set("syscall", Napi::String::New(env, fn));
+  return err;
+}
+
+class Iov : public Napi::ObjectWrap<Iov> {
+ public:
+  static Napi::Function Define(Napi::Env env, EnvState *state) {
+    return DefineClass(env, "Iov",
+                       {InstanceMethod("destroy", &Iov::Destroy), InstanceMethod("copyOut", &Iov::CopyOut),
+                        InstanceMethod("copyIn", &Iov::CopyIn), InstanceAccessor("id", &Iov::Id, nullptr),
+                        InstanceAccessor("size", &Iov::Size, nullptr)},
+                       state);
+  }
+  // new Iov(mount, size, blockSize, numa): arguments validated by the caller.
+  Iov(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Iov>(info) {
+    state_ = static_cast<EnvState *>(info.Data());
+    std::string mount = info[0].As<Napi::String>();
+    auto size = size_t(info[1].As<Napi::Number>().Int64Value());
+    auto bs = size_t(info[2].As<Napi::Number>().Int64Value());
+    int numa = info[3].As<Napi::Number>().Int32Value();
+    auto *iov = new hf3fs_iov();
+    int r = hf3fs_iovcreate(iov, mount.c_str(), size, bs, numa);
+    if (r < 0) {
+      delete iov;
+      errno_error(info.Env(), -r, "hf3fs_iovcreate").ThrowAsJavaScriptException();
+      return;
+    }
+    iov_ = iov;
+    state_->iovs.insert(this);
+  }
+  ~Iov() override { release(); }
+  hf3fs_iov *get() const { return iov_; }
+
+ public:
+  // Destroy the iov. After this the wrapper never touches the env state again.
+  void release() {
+    if (!iov_) return;
+    state_->iovs.erase(this);
+    hf3fs_iovdestroy(iov_);
+    delete iov_;
+    iov_ = nullptr;
+  }
+ private:
+  bool live(const Napi::CallbackInfo &info) {
+    if (iov_) return true;
+    Napi::Error::New(info.Env(), "the iov was destroyed").ThrowAsJavaScriptException();
+    return false;
+  }
+  Napi::Value Destroy(const Napi::CallbackInfo &info) {
+    release();
+    return info.Env().Undefined();
+  }
+  // copyOut(offset, length) -> Buffer (a copy; bounds checked by the caller and here)
+  Napi::Value CopyOut(const Napi::CallbackInfo &info) {
+    if (!live(info)) return info.Env().Undefined();
+    auto off = size_t(info[0].As<Napi::Number>().Int64Value());
+    auto len = size_t(info[1].As<Napi::Number>().Int64Value());
+    if (off > iov_->size || len > iov_->size - off) {
+      Napi::RangeError::New(info.Env(), "range outside the iov").ThrowAsJavaScriptException();
+      return info.Env().Undefined();
+    }
+    return Napi::Buffer<uint8_t>::Copy(info.Env(), iov_->base + off, len);
+  }
+  // copyIn(offset, Uint8Array)
+  Napi::Value CopyIn(const Napi::CallbackInfo &info) {
+    if (!live(info)) return info.Env().Undefined();
+    auto off = size_t(info[0].As<Napi::Number>().Int64Value());
+    auto src = info[1].As<Napi::Uint8Array>();
+    if (off > iov_->size || src.ByteLength() > iov_->size - off) {
+      Napi::RangeError::New(info.Env(), "range outside the iov").ThrowAsJavaScriptException();
+      return info.Env().Undefined();
+    }
+    memcpy(iov_->base + off, src.Data(), src.ByteLength());
+    return info.Env().Undefined();
+  }
+  Napi::Value Id(const Napi::CallbackInfo &info) {
+    if (!live(info)) return info.Env().Undefined();
+    return Napi::Buffer<uint8_t>::Copy(info.Env(), reinterpret_cast<uint8_t *>(iov_->id), 16);
+  }
+  Napi::Value Size(const Napi::CallbackInfo &info) {
+    return Napi::Number::New(info.Env(), iov_ ? double(iov_->size) : 0);
+  }
+
+  EnvState *state_ = nullptr;
+  hf3fs_iov *iov_ = nullptr;
+};
+
+
+class Ior : public Napi::ObjectWrap<Ior> {
+ public:
+  static Napi::Function Define(Napi::Env env, EnvState *state) {
+    return DefineClass(env, "Ior",
+                       {InstanceMethod("destroy", &Ior::Destroy), InstanceMethod("prep", &Ior::Prep),
+                        InstanceMethod("submit", &Ior::Submit), InstanceMethod("wait", &Ior::Wait),
+                        InstanceAccessor("entries", &Ior::Entries, nullptr)},
+                       state);
+  }
+  // new Ior(mount, entries, forRead, ioDepth, timeoutMs, numa, flags)
+  Ior(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Ior>(info) {
+    state_ = static_cast<EnvState *>(info.Data());
+    std::string mount = info[0].As<Napi::String>();
+    int entries = info[1].As<Napi::Number>().Int32Value();
+    bool for_read = info[2].As<Napi::Boolean>();
+    int depth = info[3].As<Napi::Number>().Int32Value();
+    int timeout = info[4].As<Napi::Number>().Int32Value();
+    int numa = info[5].As<Napi::Number>().Int32Value();
+    auto flags = uint64_t(info[6].As<Napi::Number>().Int64Value());
+    auto *ior = new hf3fs_ior();
+    int r = hf3fs_iorcreate4(ior, mount.c_str(), entries, for_read, depth, timeout, numa, flags);
+    if (r < 0) {
+      delete ior;
+      errno_error(info.Env(), -r, "hf3fs_iorcreate4").ThrowAsJavaScriptException();
+      return;
+    }
+    ior_ = ior;
+    state_->iors.insert(this);
+  }
+  ~Ior() override { release(); }
+
+ public:
+  // Destroy the ring. After this the wrapper never touches the env state again.
+  void release() {
+    if (!ior_) return;
+    state_->iors.erase(this);
+    hf3fs_iordestroy(ior_);
+    delete ior_;
+    ior_ = nullptr;
+  }
+ private:
+  bool live(const Napi::CallbackInfo &info) {
+    if (ior_) return true;
+    Napi::Error::New(info.Env(), "the ior was destroyed").ThrowAsJavaScriptException();
+    return false;
+  }
+  Napi::Value Destroy(const Napi::CallbackInfo &info) {
+    release();
+    return info.Env().Undefined();
+  }
+  // prep(iov, read, fd, iovOffset, fileOffset, length, tag) -> slot index or -errno
+  Napi::Value Prep(const Napi::CallbackInfo &info) {
+    if (!live(info)) return info.Env().Undefined();
+    Iov *iov = Napi::ObjectWrap<Iov>::Unwrap(info[0].As<Napi::Object>());
+    if (!iov->get()) return Napi::Number::New(info.Env(), -EINVAL);
+    bool read = info[1].As<Napi::Boolean>();
+    int fd = info[2].As<Napi::Number>().Int32Value();
+    auto iov_off = uint64_t(info[3].As<Napi::Number>().Int64Value());
+    auto file_off = uint64_t(info[4].As<Napi::Number>().Int64Value());
+    auto len = uint64_t(info[5].As<Napi::Number>().Int64Value());
+    auto tag = uintptr_t(info[6].As<Napi::Number>().Int64Value());
+    if (iov_off > iov->get()->size) return Napi::Number::New(info.Env(), -EINVAL);
+    int r = hf3fs_prep_io(ior_, iov->get(), read, iov->get()->base + iov_off, fd, file_off, len,
+                          reinterpret_cast<const void *>(tag));
+    return Napi::Number::New(info.Env(), r);
+  }
+  Napi::Value Submit(const Napi::CallbackInfo &info) {
+    if (!live(info)) return info.Env().Undefined();
+    return Napi::Number::New(info.Env(), hf3fs_submit_ios(ior_));
+  }
+  // wait(results: Float64Array, tags: Float64Array, minResults, timeoutMs) -> count or -errno.
+  // Blocks the calling thread; timeoutMs < 0 waits without limit.
+  Napi::Value Wait(const Napi::CallbackInfo &info) {
+    if (!live(info)) return info.Env().Undefined();
+    auto results = info[0].As<Napi::Float64Array>();
+    auto tags = info[1].As<Napi::Float64Array>();
+    int min = info[2].As<Napi::Number>().Int32Value();
+    double timeout_ms = info[3].As<Napi::Number>().DoubleValue();
+    int cap = int(std::min(results.ElementLength(), tags.ElementLength()));
+    if (cap <= 0) return Napi::Number::New(info.Env(), -EINVAL);
+    cqes_.resize(size_t(cap));
+    timespec ts;
+    timespec *deadline = nullptr;
+    if (timeout_ms >= 0) {
+      clock_gettime(CLOCK_REALTIME, &ts);
+      auto ns = int64_t(timeout_ms * 1e6);
+      ts.tv_sec += ns / 1000000000;
+      ts.tv_nsec += ns % 1000000000;
+      if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+      }
+      deadline = &ts;
+    }
+    int n = hf3fs_wait_for_ios(ior_, cqes_.data(), cap, min, deadline);
+    for (int i = 0; i < n; i++) {
+      results[size_t(i)] = double(cqes_[size_t(i)].result);
+      tags[size_t(i)] = double(reinterpret_cast<uintptr_t>(cqes_[size_t(i)].userdata));
+    }
+    return Napi::Number::New(info.Env(), n);
+  }
+  Napi::Value Entries(const Napi::CallbackInfo &info) {
+    return Napi::Number::New(info.Env(), ior_ ? hf3fs_io_entries(ior_) : 0);
+  }
+
+  EnvState *state_ = nullptr;
+  hf3fs_ior *ior_ = nullptr;
+  std::vector<hf3fs_cqe> cqes_;
+};
+
+void EnvState::Cleanup(void *p) {
+  auto *s = static_cast<EnvState *>(p);
+  // Rings first: their I/O may target the iovs.
+  for (Ior *r : std::set<Ior *>(s->iors)) r->release();
+  for (Iov *v : std::set<Iov *>(s->iovs)) v->release();
+  delete s;
+}
+
+// regFd(fd) -> handle (<= 0) or positive errno
+Napi::Value RegFd(const Napi::CallbackInfo &info) {
+  return Napi::Number::New(info.Env(), hf3fs_reg_fd(info[0].As<Napi::Number>().Int32Value(), 0));
+}
+
+Napi::Value DeregFd(const Napi::CallbackInfo &info) {
+  hf3fs_dereg_fd(info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
+}
+
+Napi::Value IorSize(const Napi::CallbackInfo &info) {
+  return Napi::Number::New(info.Env(), double(hf3fs_ior_size(info[0].As<Napi::Number>().Int32Value())));
+}
+
+Napi::Value AgentStats(const Napi::CallbackInfo &info) {
+  usrbio_agent_stats s;
+  usrbio_get_agent_stats(&s);
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("executor", s.executor);
+  o.Set("rings", double(s.rings));
+  o.Set("iovs", double(s.iovs));
+  o.Set("files", double(s.files));
+  o.Set("batches", double(s.batches));
+  o.Set("ios", double(s.ios));
+  o.Set("bytes", double(s.bytes));
+  o.Set("errors", double(s.errors));
+  o.Set("inflight", double(s.inflight));
+  return o;
+}
+
+Napi::Value Version(const Napi::CallbackInfo &info) { return Napi::String::New(info.Env(), usrbio_version()); }
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto *state = new EnvState;
+  env.AddCleanupHook(EnvState::Cleanup, state);
+  exports.Set("Iov", Iov::Define(env, state));
+  exports.Set("Ior", Ior::Define(env, state));
+  exports.Set("regFd", Napi::Function::New(env, RegFd, "regFd"));
+  exports.Set("deregFd", Napi::Function::New(env, DeregFd, "deregFd"));
+  exports.Set("iorSize", Napi::Function::New(env, IorSize, "iorSize"));
+  exports.Set("agentStats", Napi::Function::New(env, AgentStats, "agentStats"));
+  exports.Set("version", Napi::Function::New(env, Version, "version"));
+  return exports;
+}
+
+}  // namespace
+
 NODE_API_MODULE(usrbio, Init)

@@ -1,0 +1,173 @@
+// The native binding, loaded once per thread, with the C API's errors turned into typed errors.
+import { join } from 'node:path';
+import { libDir } from './paths';
+import { integer, path } from './validate';
+
+interface NativeIov {
+  readonly id: Buffer;
+  readonly size: number;
+  copyOut(offset: number, length: number): Buffer;
+  copyIn(offset: number, data: Uint8Array): void;
+  destroy(): void;
+}
+interface NativeIor {
+  readonly entries: number;
+  prep(iov: NativeIov, read: boolean, fd: number, iovOffset: number, fileOffset: number, length: number,
+    tag: number): number;
+  submit(): number;
+  wait(results: Float64Array, tags: Float64Array, minResults: number, timeoutMs: number): number;
+  destroy(): void;
+}
+export interface AgentStats {
+  executor: string;
+  rings: number;
+  iovs: number;
+  files: number;
+  batches: number;
+  ios: number;
+  bytes: number;
+  errors: number;
+  inflight: number;
+}
+interface Binding {
+  Iov: new (mount: string, size: number, blockSize: number, numa: number) => NativeIov;
+  Ior: new (mount: string, entries: number, forRead: boolean, ioDepth: number, timeoutMs: number, numa: number,
+    flags: number) => NativeIor;
+  regFd(fd: number): number;
+  deregFd(fd: number): void;
+  iorSize(entries: number): number;
+  agentStats(): AgentStats;
+  version(): string;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+export const binding: Binding = require(join(libDir, 'usrbio.node'));
+
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+
+/** An error from the USRBIO C API, carrying the errno name, the function and the argument. */
+export class UsrbioError extends Error {
+  readonly code: string;
+  readonly errno: number;
+  readonly syscall: string;
+  constructor(message: string, code: string, errno: number, syscall: string) {
+    super(message);
+    this.name = 'UsrbioError';
+    this.code = code;
+    this.errno = errno;
+    this.syscall = syscall;
+  }
+}
+
+const errnoNames: Record<number, string> = {
+  1: 'EPERM', 2: 'ENOENT', 5: 'EIO', 9: 'EBADF', 11: 'EAGAIN', 12: 'ENOMEM', 13: 'EACCES', 17: 'EEXIST',
+  20: 'ENOTDIR', 22: 'EINVAL', 24: 'EMFILE', 28: 'ENOSPC', 61: 'ENODATA',
+};
+
+/** The errno name of a positive errno value ("EINVAL"), or "E<number>". */
+export function errnoName(errno: number): string {
+  return errnoNames[errno] ?? `E${errno}`;
+}
+
+function fail(fn: string, errno: number, what: string): never {
+  const code = errnoName(errno);
+  throw new UsrbioError(`${fn}: ${code} (${what})`, code, errno, fn);
+}
+
+/** Run a native constructor; an error carrying a C errno becomes a UsrbioError. @internal */
+export function wrapNative<T>(fn: string, what: string, make: () => T): T {
+  try {
+    return make();
+  } catch (e) {
+    const errno = -Number((e as { errno?: number }).errno);
+    if (!(errno > 0)) throw e;
+    return fail(fn, errno, what);
+  }
+}
+
+/** An iov: a shared-memory data buffer. */
+export class Iov {
+  /** @internal */ readonly native: NativeIov;
+  constructor(mount: string, size: number, blockSize = 0, numa = -1) {
+    path('mount', mount);
+    integer('size', size, 1, MAX_SAFE);
+    integer('blockSize', blockSize, 0, size);
+    integer('numa', numa, -1, 1023);
+    this.native = wrapNative('hf3fs_iovcreate', `mount ${mount}`, () => new binding.Iov(mount, size, blockSize, numa));
+  }
+  get size(): number {
+    return this.native.size;
+  }
+  /** Copy `length` bytes at `offset` out of the iov. */
+  copyOut(offset: number, length: number): Buffer {
+    integer('offset', offset, 0, this.size);
+    integer('length', length, 0, this.size - offset);
+    return this.native.copyOut(offset, length);
+  }
+  destroy(): void {
+    this.native.destroy();
+  }
+}
+
+/** A ring of I/O requests, executed by the agent serving its mount point. */
+export class Ior {
+  readonly #native: NativeIor;
+  readonly forRead: boolean;
+  constructor(mount: string, entries: number, forRead: boolean, ioDepth = 0, timeoutMs = 0, numa = -1, flags = 0) {
+    path('mount', mount);
+    integer('entries', entries, 1, 1 << 24);
+    integer('ioDepth', ioDepth, -(2 ** 31), entries);
+    integer('timeoutMs', timeoutMs, 0, 2 ** 31 - 1);
+    integer('numa', numa, -1, 1023);
+    integer('flags', flags, 0, 3);
+    this.forRead = forRead;
+    this.#native = wrapNative('hf3fs_iorcreate4', `mount ${mount}`,
+      () => new binding.Ior(mount, entries, forRead, ioDepth, timeoutMs, numa, flags));
+  }
+  get entries(): number {
+    return this.#native.entries;
+  }
+  /** Queue one I/O of `length` bytes between the iov at `iovOffset` and the file at `fileOffset`. */
+  prep(iov: Iov, fd: number, iovOffset: number, fileOffset: number, length: number, tag: number): number {
+    integer('fd', fd, -(2 ** 31), 2 ** 31 - 1);
+    integer('iovOffset', iovOffset, 0, iov.size);
+    integer('fileOffset', fileOffset, 0, MAX_SAFE);
+    integer('length', length, 1, iov.size - iovOffset);
+    integer('tag', tag, 0, MAX_SAFE);
+    const r = this.#native.prep(iov.native, this.forRead, fd, iovOffset, fileOffset, length, tag);
+    if (r < 0) fail('hf3fs_prep_io', -r, `fd ${fd}`);
+    return r;
+  }
+  submit(): void {
+    this.#native.submit();
+  }
+  /** Reap completions into `results`/`tags` (same length), blocking until `minResults` or the timeout. */
+  wait(results: Float64Array, tags: Float64Array, minResults: number, timeoutMs = -1): number {
+    integer('minResults', minResults, 0, Math.min(results.length, tags.length));
+    const n = this.#native.wait(results, tags, minResults, timeoutMs);
+    if (n < 0) fail('hf3fs_wait_for_ios', -n, 'wait');
+    return n;
+  }
+  destroy(): void {
+    this.#native.destroy();
+  }
+}
+
+/** Register an open fd; returns the handle (<= 0) hf3fs_prep_io also accepts. */
+export function regFd(fd: number): number {
+  integer('fd', fd, 0, 2 ** 31 - 1);
+  const r = binding.regFd(fd);
+  if (r > 0) fail('hf3fs_reg_fd', r, `fd ${fd}`);
+  return r;
+}
+
+/** Deregister an fd (or handle). */
+export function deregFd(fd: number): void {
+  integer('fd', fd, -(2 ** 31), 2 ** 31 - 1);
+  binding.deregFd(fd);
+}
+
+/** Counters of this process's embedded agent. */
+export function agentStats(): AgentStats {
+  return binding.agentStats();
+}
