@@ -3,13 +3,15 @@
 // the public API against it. We check both the client's own assertions (symlink keys, /dev/shm
 // names, data through the rings) and what the daemon observed (keys, parsed fields, semaphores).
 // Also: hf3fs_extract_mount_point against a real tmpfs mount with a 3fs-virt directory.
-import t from 'tap';
+import t, { Test } from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compile, kv, run, scratch, shmLeftovers } from './fixtures/native';
+import { isBuilt } from '../src/paths';
 
+t.ok(isBuilt(), 'the native library and addon are built (npm install)');
 const daemonBin = compile('fake3fs.cpp');
 const clientBin = compile('proto_client.c');
 
@@ -45,28 +47,45 @@ function parseLog(text: string): Ev[] {
     });
 }
 
-t.test('3FS client protocol against a fake FUSE daemon', async (t) => {
+interface Daemon {
+  dir: string;
+  logPath: string;
+  readLog: () => string;
+  sems: string[];
+  stop: () => Promise<number | null>;
+  err: () => string;
+}
+
+/** Start fake3fs on a fresh directory; it is killed and its semaphores removed at teardown. */
+async function startDaemon(t: Test, env: NodeJS.ProcessEnv = {}): Promise<Daemon> {
   const dir = realpathSync(scratch(t, 'usrbio-3fs-'));
-  const logDir = scratch(t, 'usrbio-3fslog-');
-  const logPath = join(logDir, 'daemon.log');
+  const logPath = join(scratch(t, 'usrbio-3fslog-'), 'daemon.log');
   writeFileSync(logPath, '\n');
   const readLog = () => readFileSync(logPath, 'utf8');
   const semNames = () => parseLog(readLog()).filter((e) => e.event === 'sem').map((e) => e.f.name);
-
-  const child = spawn(daemonBin, [dir, logPath], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let daemonErr = '';
-  child.stderr.on('data', (d: Buffer) => (daemonErr += d.toString()));
+  const child = spawn(daemonBin, [dir, logPath], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
   t.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     for (const n of semNames()) rmSync(`/dev/shm/sem.${n}`, { force: true });
   });
-
-  t.ok(await waitFor(() => readLog().includes('\nready\n')), `daemon ready ${daemonErr}`);
+  t.ok(await waitFor(() => readLog().includes('\nready\n')), `daemon ready ${err}`);
   const sems = semNames();
   t.equal(sems.length, 3, 'three submit semaphores');
   for (const n of sems) t.ok(existsSync(`/dev/shm/sem.${n}`), `sem ${n} exists`);
+  return {
+    dir, logPath, readLog, sems, err: () => err,
+    stop: () => {
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
 
+t.test('3FS client protocol against a fake FUSE daemon', async (t) => {
+  const { dir, logPath, readLog, sems, stop, err } = await startDaemon(t);
   const r = run(clientBin, [dir, logPath], 'pread', {}, 60_000);
   t.equal(r.status, 0, `client: ${r.stderr}`);
   const out = kv(r.stdout);
@@ -134,10 +153,23 @@ t.test('3FS client protocol against a fake FUSE daemon', async (t) => {
 
   t.same(shmLeftovers().filter((n) => n.startsWith('hf3fs-iov-')), [], 'no /dev/shm/hf3fs-iov-* left');
 
-  child.kill('SIGTERM');
-  t.equal(await exited, 0, `daemon exit ${daemonErr}`);
+  t.equal(await stop(), 0, `daemon exit ${err()}`);
   t.match(readLog(), /\nexit\n$/);
   for (const n of sems) t.notOk(existsSync(`/dev/shm/sem.${n}`), `sem ${n} removed`);
+});
+
+t.test('ring /dev/shm names are gone before the daemon looks; iov names stay', async (t) => {
+  const { dir, logPath, readLog, stop, err } = await startDaemon(t, { FAKE3FS_REGISTER_DELAY_MS: '100' });
+  const r = run(clientBin, [dir, logPath], 'pread', {}, 60_000);
+  t.equal(r.status, 0, `client: ${r.stderr}`);
+  t.equal(kv(r.stdout).failures, '0', r.stderr);
+  const regs = parseLog(readLog()).filter((e) => e.event === 'register');
+  t.equal(regs.length, 10);
+  t.same(regs.filter((e) => e.f.kind === 'ring').map((e) => e.f.map), Array(6).fill('map_files'),
+    'every ring found only through the creator\'s mapping');
+  t.same(regs.filter((e) => e.f.kind === 'iov').map((e) => e.f.map), Array(4).fill('direct'),
+    'every iov opened by its /dev/shm name');
+  t.equal(await stop(), 0, `daemon exit ${err()}`);
 });
 
 t.test('hf3fs_extract_mount_point on a tmpfs mount with 3fs-virt', async (t) => {
@@ -182,4 +214,14 @@ t.test('hf3fs_extract_mount_point on a tmpfs mount with 3fs-virt', async (t) => 
   mounted.push(join(other, '3fs-virt'));
   writeFileSync(join(other, 'f'), 'x');
   t.same(mp(join(other, 'f')), { ret: other.length + 1, mp: other }, 'mount named 3fs-virt -> its parent');
+
+  // /proc/self/mountinfo escapes blanks and backslashes in mount points as octal (\040 ...).
+  const spaced = join(base, 'with space\\and\ttab');
+  mkdirSync(spaced);
+  const m3 = spawnSync('mount', ['-t', 'tmpfs', 'none', spaced], { encoding: 'utf8' });
+  t.equal(m3.status, 0, m3.stderr);
+  mounted.push(spaced);
+  mkdirSync(join(spaced, '3fs-virt'));
+  t.same(mp(join(spaced, '3fs-virt')), { ret: Buffer.byteLength(spaced) + 1, mp: spaced },
+    'a mount point with a blank, a backslash and a tab');
 });
