@@ -9,9 +9,13 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compile, kv, run, scratch, shmLeftovers } from './fixtures/native';
-import { isBuilt } from '../src/paths';
+import { isBuilt, includeDir, libDir } from '../src/paths';
+import { cflags, libs } from '../src/config';
 
+// The fixtures below are compiled with these flags (compile() skips them for cached binaries).
 t.ok(isBuilt(), 'the native library and addon are built (npm install)');
+t.ok(existsSync(join(includeDir, 'hf3fs_usrbio.h')) && cflags().split(' ').includes(`-I${includeDir}`), 'cflags');
+t.ok(existsSync(join(libDir, 'libhf3fs_usrbio.so')) && libs().includes(`-L${libDir}`), 'libs');
 const daemonBin = compile('fake3fs.cpp');
 const clientBin = compile('proto_client.c');
 
@@ -92,7 +96,7 @@ t.test('3FS client protocol against a fake FUSE daemon', async (t) => {
   t.equal(out.failures, '0', r.stderr);
 
   const keyNames = ['iov_key', 'iovb_key', 'ring_f_key', 'ring_ph_key', 'ring_pl_key', 'ring_w_key', 'ring_w3_key',
-    'ring_neg_key', 'open_key', 'unlink_key'];
+    'ring_neg_key', 'open_key', 'unlink_key', 'wrap_iov_key', 'wrap_ring_key'];
   const keys = keyNames.map((k) => out[k]);
   for (const k of keyNames) t.ok(out[k], `client printed ${k}`);
   t.match(out.ring_f_key, /^[0-9a-f-]{36}\.r0\.t0\.f10$/, 'flags key in binary');
@@ -134,6 +138,8 @@ t.test('3FS client protocol against a fake FUSE daemon', async (t) => {
   t.same(via('ring_w_key'), ['n']);
   t.same(via('ring_w3_key'), ['n']);
   t.same(via('ring_neg_key'), []);
+  t.same(via('wrap_ring_key'), ['n']);
+
   t.same(batches.filter((e) => e.f.ring === idOf('ring_w3_key')).map((e) => e.f.n), ['3'], 'io_depth 3: one batch');
 
   // The ios the daemon executed: files by st_ino, buffers by iov id.
@@ -148,6 +154,7 @@ t.test('3FS client protocol against a fake FUSE daemon', async (t) => {
     'iovopen\'ed iov addressed by the creator\'s id; iovunlink\'ed iov still served');
   t.ok([...iosOf('ring_w_key'), ...iosOf('ring_w3_key')].every((f) => f.ino === out.write_ino && f.op === 'write'));
   t.equal(iosOf('ring_w3_key').length, 3);
+  t.same(iosOf('wrap_ring_key').map((f) => [f.buf, f.result]), [[idOf('wrap_iov_key'), '20000']], 'iorwrap + iovwrap');
   const posts = new Set(ev.filter((e) => e.event === 'post').map((e) => e.f.prio));
   t.same([...posts].sort(), ['h', 'l', 'n'], 'all three submit semaphores were posted');
 
@@ -162,13 +169,15 @@ t.test('ring /dev/shm names are gone before the daemon looks; iov names stay', a
   const { dir, logPath, readLog, stop, err } = await startDaemon(t, { FAKE3FS_REGISTER_DELAY_MS: '100' });
   const r = run(clientBin, [dir, logPath], 'pread', {}, 60_000);
   t.equal(r.status, 0, `client: ${r.stderr}`);
-  t.equal(kv(r.stdout).failures, '0', r.stderr);
+  const out = kv(r.stdout);
+  t.equal(out.failures, '0', r.stderr);
   const regs = parseLog(readLog()).filter((e) => e.event === 'register');
-  t.equal(regs.length, 10);
-  t.same(regs.filter((e) => e.f.kind === 'ring').map((e) => e.f.map), Array(6).fill('map_files'),
-    'every ring found only through the creator\'s mapping');
-  t.same(regs.filter((e) => e.f.kind === 'iov').map((e) => e.f.map), Array(4).fill('direct'),
-    'every iov opened by its /dev/shm name');
+  t.equal(regs.length, 12);
+  const libRing = (e: Ev) => e.f.kind === 'ring' && e.f.key !== out.wrap_ring_key;
+  t.same(regs.filter(libRing).map((e) => e.f.map), Array(6).fill('map_files'),
+    'every library-made ring found only through the creator\'s mapping');
+  t.same(regs.filter((e) => !libRing(e)).map((e) => e.f.map), Array(6).fill('direct'),
+    'every iov (and the caller-made ring) opened by its /dev/shm name');
   t.equal(await stop(), 0, `daemon exit ${err()}`);
 });
 
@@ -185,7 +194,7 @@ t.test('hf3fs_extract_mount_point on a tmpfs mount with 3fs-virt', async (t) => 
   });
   const m = spawnSync('mount', ['-t', 'tmpfs', 'none', mnt], { encoding: 'utf8' });
   if (m.status !== 0) {
-    t.skip(`mount -t tmpfs refused here (${(m.stderr || m.error?.message || '').trim()})`);
+    t.plan(0, `skip: mount -t tmpfs refused here (${(m.stderr || m.error?.message || '').trim()})`);
     return;
   }
   mounted.push(mnt);
