@@ -181,6 +181,14 @@ t.test('ring /dev/shm names are gone before the daemon looks; iov names stay', a
   t.equal(await stop(), 0, `daemon exit ${err()}`);
 });
 
+t.test('a missing or foreign submit-ios link fails ring creation cleanly', async (t) => {
+  const dir = realpathSync(scratch(t, 'usrbio-3fs-nod-'));
+  const r = run(clientBin, ['nodaemon', dir], 'pread');
+  t.equal(r.status, 0, r.stderr);
+  t.equal(kv(r.stdout).failures, '0', r.stderr);
+  t.same(shmLeftovers(), []);
+});
+
 t.test('hf3fs_extract_mount_point on a tmpfs mount with 3fs-virt', async (t) => {
   const base = realpathSync(mkdtempSync(join(tmpdir(), 'usrbio-mp-')));
   const mnt = join(base, 'mnt');
