@@ -61,6 +61,21 @@ struct PunchHoleArg {
 constexpr unsigned long kIocHardlink = _IOW('h', 12, HardlinkArg);
 constexpr unsigned long kIocPunchHole = _IOW('h', 13, PunchHoleArg);
 
+// /proc/self/mountinfo writes blanks, tabs, newlines and backslashes in paths as \ooo octal.
+std::string unescape_mountinfo(const std::string &s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); i++) {
+    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3' &&
+        s[i + 2] >= '0' && s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
+      out += char((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0'));
+      i += 3;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
 int ring_create(hf3fs_ior *ior, const char *mp, const RingParams &p) {
   if (!ior || !mp_ok(mp)) return -EINVAL;
   if (p.entries <= 0 || p.entries > kMaxRingEntries || p.io_depth > p.entries || p.timeout < 0 || p.numa < -1)
@@ -91,7 +106,7 @@ USRBIO_API int hf3fs_extract_mount_point(char *out, int size, const char *path) 
       std::vector<std::string> f;
       for (std::string w; ss >> w;) f.push_back(w);
       if (f.size() < 10) continue;
-      const std::string &mp = f[4];
+      const std::string mp = unescape_mountinfo(f[4]);
       const std::string &fstype = f[f.size() - 3];
       if (check_fs && fstype != "fuse.hf3fs") continue;
       std::string cand;
