@@ -99,3 +99,10 @@ t.test('usrbio config prints pkg-config style flags', async (t) => {
   t.equal(out, `-L${libDir} -Wl,-rpath,${libDir} -lhf3fs_usrbio\n`);
   await t.rejects(program(() => {}).parseAsync(['node', 'usrbio', 'config']), { message: /give --cflags, --libs or both/ });
 });
+
+t.test('the package entry point exports the binding', async (t) => {
+  const usrbio = await import('../src/index');
+  t.equal(usrbio.Iov, Iov);
+  t.equal(typeof usrbio.regFd, 'function');
+  t.equal(typeof usrbio.cflags(), 'string');
+});
