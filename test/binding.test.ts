@@ -102,6 +102,7 @@ t.test('usrbio config prints pkg-config style flags', async (t) => {
 
 t.test('the package entry point exports the binding', async (t) => {
   const usrbio = await import('../src/index');
+  t.same(Object.keys(usrbio).filter((k) => (usrbio as Record<string, unknown>)[k] === undefined), []);
   t.equal(usrbio.Iov, Iov);
   t.equal(typeof usrbio.regFd, 'function');
   t.equal(typeof usrbio.cflags(), 'string');
