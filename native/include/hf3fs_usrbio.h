@@ -90,8 +90,10 @@ int hf3fs_iovopen(struct hf3fs_iov *iov, const uint8_t id[16], const char *hf3fs
 /* Drop the iov's shared-memory name (if it has one) while keeping the mapping. */
 void hf3fs_iovunlink(struct hf3fs_iov *iov);
 
-/* Describe caller-owned memory as an iov (struct fill only; the caller registers it with the
- * mount point itself, as on 3FS). hf3fs_iovdestroy does nothing for wrapped iovs. */
+/* Describe caller-owned memory as an iov under `id`. On a 3FS mount this fills the struct only
+ * (the caller has registered the memory itself, as on 3FS) and hf3fs_iovdestroy does nothing.
+ * On a local directory the memory is registered with the agent, and hf3fs_iovdestroy
+ * deregisters it (never unmapping it). With numa >= 0, buf must be page-aligned. */
 int hf3fs_iovwrap(struct hf3fs_iov *iov, void *buf, const uint8_t id[16], const char *hf3fs_mount_point,
                   size_t size, size_t block_size, int numa);
 
@@ -102,8 +104,9 @@ void hf3fs_iovdestroy(struct hf3fs_iov *iov);
 /* Bytes of shared memory a ring of `entries` entries needs: 48 + 96 * (entries + 1) + 4096. */
 size_t hf3fs_ior_size(int entries);
 
-/* Build a ring over caller memory of `size` bytes (at least hf3fs_ior_size(1)). Only for real
- * 3FS mounts, where the caller has registered the memory; returns 0 or -errno. */
+/* Build a ring over caller memory of `size` bytes (at least hf3fs_ior_size(1)); its entries are
+ * the most that fit. On a 3FS mount the caller has registered the memory; on a local directory
+ * it is registered with the agent here. Returns 0 or -errno. */
 int hf3fs_iorwrap(struct hf3fs_ior *ior, void *buf, const char *hf3fs_mount_point, size_t size, bool for_read,
                   int io_depth, int priority, int timeout, uint64_t flags);
 
@@ -131,12 +134,15 @@ int hf3fs_io_entries(const struct hf3fs_ior *ior);
  * flags must be 0. */
 int hf3fs_reg_fd(int fd, uint64_t flags);
 
-/* Deregister fd (the original fd or the handle). I/Os already prepared complete normally. */
+/* Deregister fd (the original fd or the handle). I/Os the agent has started complete normally;
+ * I/Os prepared but not yet started complete with -EBADF. Deregister before close(fd). */
 void hf3fs_dereg_fd(int fd);
 
-/* Queue one I/O. [ptr, ptr + len) must lie in the iov (and in one block), len > 0, `read` must
- * match the ring. Returns the slot index (>= 0), or -EINVAL (bad argument), -EBADF (fd not
- * registered), -EACCES (direction not allowed by the fd's open mode), -EAGAIN (ring full).
+/* Queue one I/O. [ptr, ptr + len) must lie in the iov, len > 0, `read` must match the ring.
+ * Returns the slot index (>= 0), or -EINVAL (bad argument), -EBADF (fd not registered, or on a
+ * 3FS ring a file not on that mount), -EACCES (direction not allowed by the fd's open mode),
+ * -EAGAIN (ring full), -EMFILE (the agent's file table is full). An I/O that crosses a block
+ * margin of the iov (block_size != 0) is accepted and completes with -EINVAL.
  * Not thread-safe per ring. The I/O may start before hf3fs_submit_ios. */
 int hf3fs_prep_io(const struct hf3fs_ior *ior, const struct hf3fs_iov *iov, bool read, void *ptr, int fd,
                   size_t off, uint64_t len, const void *userdata);
@@ -146,8 +152,9 @@ int hf3fs_submit_ios(const struct hf3fs_ior *ior);
 
 /* Reap up to cqec completions, waiting until min_results are available or abs_timeout
  * (CLOCK_REALTIME; NULL = no limit) passes. min_results 0 polls. Returns the number reaped
- * (possibly short on timeout) or -errno (-EINVAL for bad arguments, -EPIPE/-ENOTCONN when the
- * agent serving the ring is gone). */
+ * (possibly short on timeout) or, when nothing was reaped, -errno: -EINVAL for bad arguments,
+ * -EPIPE when the agent serving the ring has stopped (process exit), -EIO when the ring was
+ * fenced because its memory was corrupted. */
 int hf3fs_wait_for_ios(const struct hf3fs_ior *ior, struct hf3fs_cqe *cqes, int cqec, int min_results,
                        const struct timespec *abs_timeout);
 
