@@ -57,7 +57,7 @@ Agent::Key16 Agent::key_of(const uint8_t id[16]) {
 
 int Agent::create(const AgentOptions &opts_in, std::shared_ptr<Agent> *out) {
   AgentOptions opts = opts_in;
-  if (opts.spin_us < 0) opts.spin_us = int(env_long("USRBIO_AGENT_SPIN_US", 20));
+  if (opts.spin_us < 0) opts.spin_us = int(std::clamp(env_long("USRBIO_AGENT_SPIN_US", 20), 0L, 10000L));
   if (opts.exec == ExecKind::Auto) {
     const char *e = getenv("USRBIO_EXECUTOR");
     if (e && !strcmp(e, "io_uring")) opts.exec = ExecKind::IoUring;
@@ -138,6 +138,7 @@ int Agent::add_iov(const uint8_t id[16], uint8_t *base, size_t size, size_t bloc
   // Registration can take long for big buffers: do it outside the lock.
   reg->mr = memreg_register(base, size, block_size);
   g.lock();
+  if (iovs_.size() >= opts_.max_iovs) return -EMFILE;
   if (iovs_.count(k)) return -EEXIST;
   iovs_.emplace(k, std::move(reg));
   return 0;
@@ -167,7 +168,7 @@ int Agent::add_ring(uint8_t *base, size_t bytes, int entries, bool for_read, int
   r->v = RingView(base, entries);
   r->entries = entries;
   r->for_read = for_read;
-  r->io_depth = io_depth;
+  r->io_depth = io_depth < -entries ? -entries : io_depth;  // "at most -io_depth" never exceeds the ring
   r->timeout_ms = timeout_ms;
   r->priority = priority < 0 ? -1 : (priority > 0 ? 1 : 0);
   r->flags = flags;
@@ -185,6 +186,19 @@ int Agent::add_ring(uint8_t *base, size_t bytes, int entries, bool for_read, int
   *ring_id = r->id;
   doorbell_.kick();  // let the dispatcher pick up the new ring (it may hold sqes already)
   return 0;
+}
+
+int Agent::ring_health(uint64_t ring_id) {
+  if (stopping()) return -EPIPE;
+  std::shared_ptr<Ring> r;
+  {
+    std::lock_guard<std::mutex> g(rings_mu_);
+    for (auto &x : rings_)
+      if (x->id == ring_id) r = x;
+  }
+  if (!r) return -EPIPE;
+  std::lock_guard<std::mutex> g(r->mu);
+  return r->fenced ? -EIO : 0;
 }
 
 void Agent::remove_ring(uint64_t ring_id) {
@@ -250,8 +264,9 @@ size_t Agent::claim(std::vector<Batch *> &out) {
   uint64_t now = 0;
   for (auto &sp : snapshot_) {
     Ring &r = *sp;
-    // Cheap check without the lock: proc_tail is written only by this thread.
-    int32_t head = r.v.sqeHead().load(std::memory_order_acquire);
+    // Cheap check without the lock: proc_tail is written only by this thread. seq_cst pairs
+    // with the client's seq_cst store of sqeHead and load of Doorbell::sleeping.
+    int32_t head = r.v.sqeHead().load(std::memory_order_seq_cst);
     if (head == r.proc_tail) continue;
     if (!now) now = now_ns();
     size_t n = claim_ring(r, sp, now, budget - std::min(budget, claimed), out);

@@ -156,6 +156,9 @@ class Agent : public std::enable_shared_from_this<Agent> {
   // Initialises the ring's completion semaphore. Returns 0 (and *ring_id) or -errno.
   int add_ring(uint8_t *base, size_t bytes, int entries, bool for_read, int io_depth, int timeout_ms, int priority,
                uint64_t flags, std::shared_ptr<void> keep, uint64_t *ring_id);
+  // 0 while the ring is served; -EIO once fenced (its client corrupted it); -EPIPE when the
+  // ring or the agent is gone.
+  int ring_health(uint64_t ring_id);
   // Stop claiming from a ring. In-flight batches finish; their memory stays mapped until then.
   void remove_ring(uint64_t ring_id);
 

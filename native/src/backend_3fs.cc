@@ -98,13 +98,16 @@ void fill_iov(hf3fs_iov *iov, uint8_t *base, ClientIov *h, const uint8_t id[16],
 
 class ThreeFsRing final : public ClientRing {
  public:
-  ThreeFsRing(std::shared_ptr<Mapping> map, int entries, bool for_read, sem_t *submit, std::string link)
-      : ClientRing(std::move(map), entries, for_read), submit_(submit), link_(std::move(link)) {}
+  ThreeFsRing(std::shared_ptr<Mapping> map, int entries, bool for_read, sem_t *submit, std::string link, uint64_t dev)
+      : ClientRing(std::move(map), entries, for_read), submit_(submit), link_(std::move(link)), dev_(dev) {}
   ~ThreeFsRing() override {
     if (!link_.empty()) unlink(link_.c_str());
     if (submit_) sem_close(submit_);
   }
+  // A file is known to the daemon by its inode id; a file on another filesystem is not on this
+  // mount (its st_ino could name an unrelated 3FS file), so it is refused like upstream does.
   int file_iid(RegFd &rec, uint64_t *iid) override {
+    if (!rec.on_3fs && rec.dev != dev_) return -EBADF;
     *iid = rec.ino;
     return 0;
   }
@@ -117,6 +120,7 @@ class ThreeFsRing final : public ClientRing {
  private:
   sem_t *submit_;
   std::string link_;
+  uint64_t dev_;  // st_dev of the mount point
 };
 
 // The submit semaphore of a priority: readlink must name /dev/shm/sem.<name>.
@@ -144,7 +148,14 @@ int make_ring(hf3fs_ior *ior, const char *mp, std::shared_ptr<Mapping> map, cons
     if (!link.empty()) unlink(link.c_str());
     return r;
   }
-  auto *ring = new ThreeFsRing(map, p.entries, p.for_read, sem, std::move(link));
+  struct stat st;
+  if (stat(mp, &st) != 0) {
+    int e = -errno;
+    sem_close(sem);
+    if (!link.empty()) unlink(link.c_str());
+    return e;
+  }
+  auto *ring = new ThreeFsRing(map, p.entries, p.for_read, sem, std::move(link), st.st_dev);
   memset(ior, 0, sizeof *ior);
   fill_iov(&ior->iov, map->base, nullptr, id, mp, map->size, 0, p.numa);
   ior->iorh = ring;

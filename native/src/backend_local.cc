@@ -35,11 +35,13 @@ class EmbeddedHost {
     *out = agent_;
     return 0;
   }
-  // Drop a reference; the last one stops the agent.
-  void release() {
+  // Drop a reference taken on `agent`; the last one stops it. References to an agent that
+  // shutdown() already stopped are ignored.
+  void release(const std::shared_ptr<Agent> &agent) {
     std::shared_ptr<Agent> stop;
     {
       std::lock_guard<std::mutex> g(mu_);
+      if (agent != agent_) return;
       if (users_ > 0 && --users_ == 0) stop = std::move(agent_);
     }
     if (stop) stop->stop();
@@ -50,6 +52,7 @@ class EmbeddedHost {
     {
       std::lock_guard<std::mutex> g(mu_);
       stop = std::move(agent_);
+      users_ = 0;
     }
     if (stop) stop->stop();
   }
@@ -99,8 +102,8 @@ struct LocalIov final : ClientIov {
     }
     if (dead) {
       dead->agent->remove_iov(dead->id);
+      host().release(dead->agent);
       delete dead;
-      host().release();
     }
   }
   int memreg_state() override { return shared->agent->iov_memreg_state(shared->id); }
@@ -112,10 +115,12 @@ class LocalRing final : public ClientRing {
       : ClientRing(std::move(map), entries, for_read), agent_(std::move(agent)) {}
   ~LocalRing() override {
     if (ring_id_) agent_->remove_ring(ring_id_);
-    agent_.reset();
-    host().release();
+    host().release(agent_);
   }
   int attach(const RingParams &p) {
+    // The client owns sqeHead and cqeTail: start them at 0 (caller memory may hold anything).
+    v.sqeHead().store(0);
+    v.cqeTail().store(0);
     return agent_->add_ring(map_->base, map_->size, p.entries, p.for_read, p.io_depth, p.timeout, p.priority, p.flags,
                             map_, &ring_id_);
   }
@@ -134,6 +139,7 @@ class LocalRing final : public ClientRing {
     return 0;
   }
   void notify() override { agent_->doorbell().ring(); }
+  int alive() override { return agent_->ring_health(ring_id_); }
 
  private:
   std::shared_ptr<Agent> agent_;
@@ -166,7 +172,7 @@ int register_iov(hf3fs_iov *iov, std::shared_ptr<Mapping> map, const uint8_t id[
   if (r < 0) return r;
   r = agent->add_iov(id, map->base, map->size, block_size, map);
   if (r < 0) {
-    host().release();
+    host().release(agent);
     return r;
   }
   auto *s = new LocalIovShared;

@@ -92,7 +92,6 @@ class UringExecutor final : public Executor {
     cqes_ = reinterpret_cast<io_uring_cqe *>(cq + p.cq_off.cqes);
     cq_entries_ = p.cq_entries;
     local_tail_ = *sq_tail_;
-    // Probe: a read of the eventfd must be accepted (IORING_OP_READ needs 5.6).
     return 0;
   }
 

@@ -46,6 +46,7 @@ int regfd_register(int fd, uint64_t flags) {
   rec->fd = fd;
   rec->accmode = fl & O_ACCMODE;
   rec->ino = st.st_ino;
+  rec->dev = st.st_dev;
   rec->on_3fs = hf3fs_is_hf3fs(fd);
   rec->dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (rec->dupfd < 0) return errno;

@@ -16,6 +16,7 @@ struct RegFd {
   int dupfd = -1;     // our duplicate (its negation is the handle reg_fd returned)
   int accmode = 0;    // O_RDONLY / O_WRONLY / O_RDWR at registration
   uint64_t ino = 0;   // st_ino (3FS inode id on a 3FS mount)
+  uint64_t dev = 0;   // st_dev
   bool on_3fs = false;
 
   // The agent this file is registered with (lazily, on first prep_io) and its handle there.
