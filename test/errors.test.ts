@@ -1,7 +1,8 @@
 // Exact error returns of the C API on a local directory (API doc, reference §1.8, §1.12, §1.13):
 // prep_io, reg_fd/dereg_fd, iorcreate*/iovcreate arguments, wait_for_ios, destroy and submit.
 import t from 'tap';
-import { compile, executors, kv, run, scratch, shmLeftovers } from './fixtures/native';
+import { compile, executors, kv, run, scratch } from './fixtures/native';
+import { newShmLeftovers, shmSnapshot } from './fixtures/shm';
 
 const bin = compile('errors.c');
 
@@ -143,6 +144,7 @@ for (const ex of executors) {
   for (const [section, want] of Object.entries(expected)) {
     t.test(`${section} errors, ${ex}`, async (t) => {
       const dir = scratch(t);
+      const shmBefore = shmSnapshot();
       const r = run(bin, [dir, section], ex, {}, 60_000);
       t.equal(r.status, 0, r.stderr);
       const out = kv(r.stdout);
@@ -150,7 +152,7 @@ for (const ex of executors) {
       t.equal(out.failures, '0', r.stderr);
       t.ok(Number(out.fds_before) > 0);
       t.equal(out.fds_after, out.fds_before, 'no descriptor leaked');
-      t.same(shmLeftovers(), []);
+      t.same(await newShmLeftovers(shmBefore), [], 'no /dev/shm leftovers');
     });
   }
 }

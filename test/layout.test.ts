@@ -1,7 +1,23 @@
 // Struct ABI, constants, hf3fs_ior_size, and the byte layout of a live ring (reference §1.6-1.8):
 // the program reads the raw ring memory at ior.iov.base and prints what it finds.
 import t from 'tap';
-import { compile, executors, kv, run, scratch, shmLeftovers } from './fixtures/native';
+import { compile, executors, kv, run, scratch } from './fixtures/native';
+import { newShmLeftovers, shmSnapshot } from './fixtures/shm';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { cflags, libs } from '../src/config';
+import { includeDir, isBuilt, libDir, libraryPath } from '../src/paths';
+
+// The programs below are compiled against these artefacts with these flags. (compile() caches
+// binaries, so this is also what keeps src/config.ts and src/paths.ts covered on a warm cache.)
+t.test('build artefacts and compiler flags', async (t) => {
+  t.equal(isBuilt(), true);
+  t.ok(existsSync(libraryPath));
+  t.ok(existsSync(join(includeDir, 'hf3fs_usrbio.h')));
+  t.ok(existsSync(join(includeDir, 'usrbio_ext.h')));
+  t.equal(cflags(), `-I${includeDir}`);
+  t.equal(libs(), `-L${libDir} -Wl,-rpath,${libDir} -lhf3fs_usrbio`);
+});
 
 const bin = compile('layout.c');
 
@@ -95,6 +111,7 @@ const slots: Record<string, number> = {
 for (const ex of executors) {
   t.test(`struct layout and live ring bytes, ${ex}`, async (t) => {
     const dir = scratch(t);
+    const shmBefore = shmSnapshot();
     const r = run(bin, [dir], ex);
     t.equal(r.status, 0, r.stderr);
     const out = kv(r.stdout);
@@ -104,6 +121,6 @@ for (const ex of executors) {
     t.equal(out.failures, '0');
     t.ok(Number(out.fds_before) > 0);
     t.equal(out.fds_after, out.fds_before, 'no descriptor leaked');
-    t.same(shmLeftovers(), []);
+    t.same(await newShmLeftovers(shmBefore), [], 'no /dev/shm leftovers');
   });
 }

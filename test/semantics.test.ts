@@ -5,7 +5,8 @@ import t from 'tap';
 import { closeSync, constants, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compile, executors, kv, run, scratch, shmLeftovers } from './fixtures/native';
+import { compile, executors, kv, run, scratch } from './fixtures/native';
+import { newShmLeftovers, shmSnapshot } from './fixtures/shm';
 
 const bin = compile('semantics.c');
 
@@ -163,6 +164,7 @@ for (const ex of executors) {
       const dir = section === 'big' ? bigDir : scratch(t);
       const args = [dir, section];
       if (section === 'odirect') args.push(odirectDir(t));
+      const shmBefore = shmSnapshot();
       const r = run(bin, args, ex, {}, 120_000);
       t.equal(r.status, 0, r.stderr);
       const out = kv(r.stdout);
@@ -170,7 +172,7 @@ for (const ex of executors) {
       t.equal(out.failures, '0', r.stderr);
       t.ok(Number(out.fds_before) > 0);
       t.equal(out.fds_after, out.fds_before, 'no descriptor leaked');
-      t.same(shmLeftovers(), []);
+      t.same(await newShmLeftovers(shmBefore), [], 'no /dev/shm leftovers');
     });
   }
 }
