@@ -77,6 +77,14 @@ const expected: Record<string, Record<string, number>> = {
     'prep.after_dereg_fd_handle': -EBADF,
     'reg.reregister': 1,
     'reg.read_reregistered': 100,
+    // dereg_fd + close after prep_io: the prepared I/O completes normally (header contract)
+    'dereg_inflight.prep0': 0,
+    'dereg_inflight.prep_after': -EBADF,
+    'dereg_inflight.prep1': 1,
+    'dereg_inflight.reaped': 2,
+    'dereg_inflight.r0': 8192,
+    'dereg_inflight.r1': 4096,
+    'dereg_inflight.bad': 0,
   },
   create: {
     'mp255.len': 255,
