@@ -44,7 +44,12 @@ struct ClientIov {
 class ClientRing {
  public:
   ClientRing(std::shared_ptr<Mapping> map, int entries, bool for_read)
-      : map_(std::move(map)), v(map_->base, entries), entries(entries), for_read(for_read), slots(entries) {}
+      : map_(std::move(map)),
+        v(map_->base, entries),
+        entries(entries),
+        for_read(for_read),
+        slots(entries),
+        slot_files_(size_t(entries)) {}
   virtual ~ClientRing() = default;
 
   // The fileIid the executor knows `rec` by; 0 and *iid, or -errno.
@@ -69,6 +74,9 @@ class ClientRing {
 
  private:
   SlotAlloc slots;
+  // The registration each prepared slot uses, held until the slot is reaped, so that
+  // hf3fs_dereg_fd does not pull the file from under I/Os already prepared.
+  std::vector<std::shared_ptr<RegFd>> slot_files_;
   int32_t sqe_head_ = 0;  // private copy of sqeHead (the preparing thread's)
   std::mutex reap_mu_;    // several waiters on one ring are tolerated
 };

@@ -67,6 +67,7 @@ int ClientRing::prep(const hf3fs_iov *iov, bool read, void *ptr, int fd, size_t 
   s.index = slot;
   s.pad = 0;
   s.userdata = userdata;
+  slot_files_[size_t(slot)] = std::move(rec);
   sqe_head_ = next;
   v.sqeHead().store(next);  // seq_cst: publishes the entries above
   return slot;
@@ -101,6 +102,7 @@ int ClientRing::wait(hf3fs_cqe *cqes, int cqec, int min_results, const timespec 
         cqes[filled].reserved = 0;
         cqes[filled].result = c.result;
         cqes[filled].userdata = c.userdata;
+        if (c.index >= 0 && c.index < entries) slot_files_[size_t(c.index)].reset();  // before the slot is freed
         freed[nf++] = c.index;
         filled++;
         got++;
