@@ -134,8 +134,9 @@ int hf3fs_io_entries(const struct hf3fs_ior *ior);
  * flags must be 0. */
 int hf3fs_reg_fd(int fd, uint64_t flags);
 
-/* Deregister fd (the original fd or the handle). I/Os the agent has started complete normally;
- * I/Os prepared but not yet started complete with -EBADF. Deregister before close(fd). */
+/* Deregister fd (the original fd or the handle). I/Os already prepared complete normally (the
+ * ring keeps the registration until their slots are reaped). Deregister before close(fd): a
+ * later file that reuses the fd number cannot be registered while the old one is. */
 void hf3fs_dereg_fd(int fd);
 
 /* Queue one I/O. [ptr, ptr + len) must lie in the iov, len > 0, `read` must match the ring.
