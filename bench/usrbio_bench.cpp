@@ -76,8 +76,8 @@ int main(int argc, char **argv) {
                     "[--seconds S] [--warmup S] [--touch 0|1] [--passes N]\n");
     return 2;
   }
-  std::string mount = file.substr(0, file.rfind('/'));
-  if (mount.empty()) mount = ".";
+  size_t slash = file.rfind('/');
+  std::string mount = slash == std::string::npos ? "." : slash == 0 ? "/" : file.substr(0, slash);
 
   int fd = open(file.c_str(), O_RDONLY);
   if (fd < 0) die("open", errno);
