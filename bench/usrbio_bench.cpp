@@ -90,7 +90,9 @@ int main(int argc, char **argv) {
   int r = hf3fs_iorcreate4(&ior, mount.c_str(), qd, true, 0, 0, -1, 0);
   if (r < 0) die("hf3fs_iorcreate4", r);
   hf3fs_iov iov;
+  double tc = now_s();
   r = hf3fs_iovcreate(&iov, mount.c_str(), size_t(qd) * bs, 0, -1);
+  double iov_create_ms = (now_s() - tc) * 1e3;
   if (r < 0) die("hf3fs_iovcreate", r);
   if (touch) memset(iov.base, 0, iov.size);
   r = hf3fs_reg_fd(fd, 0);
@@ -206,9 +208,9 @@ int main(int argc, char **argv) {
   per_pass += "]";
   double iops = double(tot_ios) / tot_s;
   printf("{\"mode\":\"%s\",\"rw\":\"%s\",\"bs\":%llu,\"qd\":%d,\"touch\":%d,\"seconds\":%.3f,\"ios\":%llu,"
-         "\"iops\":%.0f,\"gbps\":%.4f,\"errors\":%llu,\"short\":%llu,\"passes\":%s}\n",
+         "\"iops\":%.0f,\"gbps\":%.4f,\"errors\":%llu,\"short\":%llu,\"iov_create_ms\":%.1f,\"passes\":%s}\n",
          mode.c_str(), rw.c_str(), (unsigned long long)bs, qd, touch, tot_s, (unsigned long long)tot_ios, iops,
-         iops * double(bs) / 1e9, (unsigned long long)errors, (unsigned long long)short_reads, per_pass.c_str());
+         iops * double(bs) / 1e9, (unsigned long long)errors, (unsigned long long)short_reads, iov_create_ms, per_pass.c_str());
   hf3fs_dereg_fd(fd);
   close(fd);
   hf3fs_iovdestroy(&iov);
