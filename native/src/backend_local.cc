@@ -202,7 +202,7 @@ int local_iovcreate(hf3fs_iov *iov, const char *mp, size_t size, size_t block_si
   // Fault the whole buffer in now, as 3FS's RDMA registration (which pins it) does. Otherwise the
   // first read into each 4 KiB page pays for allocating and zeroing it inside the executor, and
   // with io_uring that lands on the single dispatcher thread: 256 x 1 MiB into a fresh iov took
-  // 3-15x as long as into a used one (see bench/README.md). USRBIO_IOV_POPULATE=0 skips it
+  // 7-16x as long as into a used one (see bench/README.md). USRBIO_IOV_POPULATE=0 skips it
   // (pages are then allocated on first use). Kernels without
   // MADV_POPULATE_WRITE (< 5.14) skip it.
   if (env_long("USRBIO_IOV_POPULATE", 1) != 0) {
