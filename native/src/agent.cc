@@ -507,12 +507,14 @@ void Agent::complete_batch(Batch *b) {
       memcpy(&cqes[r.cqe_head], &c, sizeof c);
       r.cqe_head = (r.cqe_head + 1) % E;
     }
+    // Count the batch before publishing it, so a client that has reaped a completion sees it
+    // in usrbio_get_agent_stats().
+    st_batches_.fetch_add(1, std::memory_order_relaxed);
+    st_ios_.fetch_add(uint64_t(b->n), std::memory_order_relaxed);
     r.v.cqeHead().store(r.cqe_head);
     r.processing -= b->n;
   }
   sem_post(r.v.sem());  // one wake per batch; EINVAL/EOVERFLOW on a scribbled sem only hurts its client
-  st_batches_.fetch_add(1, std::memory_order_relaxed);
-  st_ios_.fetch_add(uint64_t(b->n), std::memory_order_relaxed);
   inflight_.fetch_sub(uint64_t(b->n), std::memory_order_acq_rel);
   delete b;
   doorbell_.ring();  // the dispatcher rescans: cqe space and budget were freed
