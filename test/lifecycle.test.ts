@@ -2,7 +2,14 @@
 // create/destroy cycles leak no fds, threads or /dev/shm entries; memreg state and numa
 // arguments; a process that returns from main with rings alive exits promptly.
 import t from 'tap';
+import { cflags, libs } from '../src/config';
+import { includeDir, isBuilt, libDir, libraryPath } from '../src/paths';
 import { compile, executors, kv, run, scratch } from './fixtures/native';
+
+// The test programs are built with these flags (compile() skips them when its cache is warm).
+t.ok(isBuilt(), `native library and addon are built (${libraryPath})`);
+t.equal(cflags(), `-I${includeDir}`);
+t.match(libs(), new RegExp(`-L${libDir} .*-rpath,${libDir} .*-lhf3fs_usrbio`));
 
 const bin = compile('lifecycle.cpp');
 const CYCLES = 200;
