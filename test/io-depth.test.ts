@@ -20,6 +20,7 @@ for (const ex of executors) {
     t.equal(out.depth4_of6, '4', '6 prepared: exactly one batch of 4 runs');
     t.equal(out.depth4_12_batches, '3', '12 I/Os are 3 batches');
     t.equal(out.depth4_12_sem_posts, '3', 'one semaphore post per batch');
+    t.ok(Number(out.wake_best_ms) < 20, `a sleeping waiter is woken by the batch (${out.wake_best_ms} ms)`);
     // io_depth = 0
     t.equal(out.depth0_completed, '7');
     // io_depth = -8
