@@ -47,21 +47,6 @@ void Doorbell::kick() {
   (void)r;  // EAGAIN means the counter is already non-zero: the agent will wake anyway
 }
 
-// sem_post for a semaphore in client-writable memory. glibc's sem_post calls abort() ("The
-// futex facility returned an unexpected error code") when the futex wake fails, which a client
-// provokes by scribbling the sem_t (its `private` word selects the futex op); the agent must not
-// die of that. This is glibc's x86-64 sem_post on its "new" semaphore layout (uint64 data: value
-// in the low 32 bits, waiter count in the high 32), waking as the process-shared semaphore
-// add_ring initialised, and ignoring every error: a scribbled semaphore only hurts its client.
-static void sem_post_untrusted(sem_t *sem) {
-  std::atomic_ref<uint64_t> data(*reinterpret_cast<uint64_t *>(sem));
-  uint64_t d = data.load();
-  do {
-    if ((d & 0xffffffffu) >= uint64_t(INT_MAX)) return;  // SEM_VALUE_MAX: EOVERFLOW
-  } while (!data.compare_exchange_weak(d, d + 1));
-  if (d >> 32) syscall(SYS_futex, reinterpret_cast<uint32_t *>(sem), FUTEX_WAKE, 1, nullptr, nullptr, 0);
-}
-static_assert(sizeof(sem_t) == 32 && alignof(sem_t) >= 8, "x86-64 glibc sem_t");
 
 FileReg::~FileReg() {
   if (fd >= 0) close(fd);

@@ -1,6 +1,13 @@
 #include "util.h"
 
+#include <linux/futex.h>
+#include <semaphore.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <climits>
 
 #include <cstdarg>
 #include <cstdlib>
@@ -82,6 +89,22 @@ bool uuid_parse(const char *text, uint8_t out[16]) {
   }
   return n == 32 && strlen(text) == 36;
 }
+
+// sem_post for a semaphore in client-writable memory. glibc's sem_post calls abort() ("The
+// futex facility returned an unexpected error code") when the futex wake fails, which a client
+// provokes by scribbling the sem_t (its `private` word selects the futex op); the agent must not
+// die of that. This is glibc's x86-64 sem_post on its "new" semaphore layout (uint64 data: value
+// in the low 32 bits, waiter count in the high 32), waking as the process-shared semaphore
+// add_ring initialised, and ignoring every error: a scribbled semaphore only hurts its client.
+void sem_post_untrusted(sem_t *sem) {
+  std::atomic_ref<uint64_t> data(*reinterpret_cast<uint64_t *>(sem));
+  uint64_t d = data.load();
+  do {
+    if ((d & 0xffffffffu) >= uint64_t(INT_MAX)) return;  // SEM_VALUE_MAX: EOVERFLOW
+  } while (!data.compare_exchange_weak(d, d + 1));
+  if (d >> 32) syscall(SYS_futex, reinterpret_cast<uint32_t *>(sem), FUTEX_WAKE, 1, nullptr, nullptr, 0);
+}
+static_assert(sizeof(sem_t) == 32 && alignof(sem_t) >= 8, "x86-64 glibc sem_t");
 
 long env_long(const char *name, long def) {
   const char *v = getenv(name);

@@ -1,5 +1,7 @@
 // util.h - small shared helpers: logging, clocks, uuid, errno-safe syscalls.
 #pragma once
+#include <semaphore.h>
+
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -28,6 +30,10 @@ void random_uuid(uint8_t out[16]);
 std::string uuid_text(const uint8_t id[16]);
 // Parse the hyphenated text form; false if malformed.
 bool uuid_parse(const char *text, uint8_t out[16]);
+
+// Post a process-shared semaphore that lives in memory another process can write (a ring's
+// completion semaphore, 3FS's submit semaphores). Like glibc's sem_post, but never aborts.
+void sem_post_untrusted(sem_t *sem);
 
 // Reads an integer environment variable; `def` when unset or malformed.
 long env_long(const char *name, long def);
