@@ -6,7 +6,8 @@ import { Ior, Iov, UsrbioError, agentStats, deregFd, errnoName, regFd, wrapNativ
 import { program } from '../src/cli';
 import { demo } from '../src/demo';
 import { isBuilt, includeDir, libDir } from '../src/paths';
-import { scratch, shmLeftovers } from './fixtures/native';
+import { scratch } from './fixtures/native';
+import { newShmLeftovers, shmSnapshot } from './fixtures/shm';
 
 t.test('argument validation names the argument', async (t) => {
   const dir = scratch(t);
@@ -83,9 +84,10 @@ t.test('errno names', async (t) => {
 
 t.test('the npm start demo reads back identical bytes and leaves nothing behind', async (t) => {
   const lines: string[] = [];
+  const before = shmSnapshot();
   t.equal(demo((l) => lines.push(l)), true);
   t.match(lines[2], /completions: 64, short or failed: 0, bytes identical to the file: true/);
-  t.same(shmLeftovers(), []);
+  t.same(await newShmLeftovers(before), []);
   t.equal(agentStats().executor, 'none', 'the embedded agent stopped with its last ring');
 });
 

@@ -1,17 +1,14 @@
 // Exact error returns of the C API on a local directory (API doc, reference §1.8, §1.12, §1.13):
 // prep_io, reg_fd/dereg_fd, iorcreate*/iovcreate arguments, wait_for_ios, destroy and submit.
 import t from 'tap';
-import { compile, executors, kv, run, scratch } from './fixtures/native';
-import { newShmLeftovers, shmSnapshot } from './fixtures/shm';
+import { constants } from 'node:os';
+import { compile, executors, scratch } from './fixtures/native';
+import { checkProgram } from './fixtures/check';
+
+const { EBADF, EAGAIN, EACCES, ENOENT, ENOTDIR, EINVAL } = constants.errno;
 
 const bin = compile('errors.c');
 
-const EBADF = 9;
-const EAGAIN = 11;
-const EACCES = 13;
-const ENOENT = 2;
-const ENOTDIR = 20;
-const EINVAL = 22;
 
 const expected: Record<string, Record<string, number>> = {
   prep: {
@@ -151,16 +148,7 @@ const expected: Record<string, Record<string, number>> = {
 for (const ex of executors) {
   for (const [section, want] of Object.entries(expected)) {
     t.test(`${section} errors, ${ex}`, async (t) => {
-      const dir = scratch(t);
-      const shmBefore = shmSnapshot();
-      const r = run(bin, [dir, section], ex, {}, 60_000);
-      t.equal(r.status, 0, r.stderr);
-      const out = kv(r.stdout);
-      for (const [k, v] of Object.entries(want)) t.equal(Number(out[k]), v, k);
-      t.equal(out.failures, '0', r.stderr);
-      t.ok(Number(out.fds_before) > 0);
-      t.equal(out.fds_after, out.fds_before, 'no descriptor leaked');
-      t.same(await newShmLeftovers(shmBefore), [], 'no /dev/shm leftovers');
+      await checkProgram(t, bin, [scratch(t), section], ex, want);
     });
   }
 }

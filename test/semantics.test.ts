@@ -3,18 +3,15 @@
 // hf3fs_hardlink and hf3fs_punchhole. Each section runs under both executors.
 import t from 'tap';
 import { closeSync, constants, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compile, executors, kv, run, scratch } from './fixtures/native';
-import { newShmLeftovers, shmSnapshot } from './fixtures/shm';
+import { compile, executors, scratch } from './fixtures/native';
+import { checkProgram } from './fixtures/check';
+
+const { EEXIST, ENOENT, EINVAL, EBADF, ENODATA } = osConstants.errno;
 
 const bin = compile('semantics.c');
 
-const EEXIST = 17;
-const ENOENT = 2;
-const EINVAL = 22;
-const EBADF = 9;
-const ENODATA = 61;
 const KiB = 1024;
 const MiB = 1024 * 1024;
 
@@ -164,15 +161,7 @@ for (const ex of executors) {
       const dir = section === 'big' ? bigDir : scratch(t);
       const args = [dir, section];
       if (section === 'odirect') args.push(odirectDir(t));
-      const shmBefore = shmSnapshot();
-      const r = run(bin, args, ex, {}, 120_000);
-      t.equal(r.status, 0, r.stderr);
-      const out = kv(r.stdout);
-      for (const [k, v] of Object.entries(want)) t.equal(Number(out[k]), v, k);
-      t.equal(out.failures, '0', r.stderr);
-      t.ok(Number(out.fds_before) > 0);
-      t.equal(out.fds_after, out.fds_before, 'no descriptor leaked');
-      t.same(await newShmLeftovers(shmBefore), [], 'no /dev/shm leftovers');
+      await checkProgram(t, bin, args, ex, want, 120_000);
     });
   }
 }
