@@ -1,5 +1,6 @@
 // The Node binding and CLI: typed errors naming the argument, errno codes, the demo, config flags.
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ior, Iov, UsrbioError, agentStats, deregFd, errnoName, regFd, wrapNative } from '../src/native';
@@ -100,6 +101,14 @@ t.test('usrbio config prints pkg-config style flags', async (t) => {
   await program((s) => (out += s)).parseAsync(['node', 'usrbio', 'config', '--libs']);
   t.equal(out, `-L${libDir} -Wl,-rpath,${libDir} -lhf3fs_usrbio\n`);
   await t.rejects(program(() => {}).parseAsync(['node', 'usrbio', 'config']), { message: /give --cflags, --libs or both/ });
+  // The installed command (dist/cli.js, what `npx usrbio` runs) prints the same.
+  const cli = spawnSync(process.execPath, [join(__dirname, '..', 'dist', 'cli.js'), 'config', '--cflags', '--libs'],
+    { encoding: 'utf8' });
+  t.equal(cli.status, 0, cli.stderr);
+  t.equal(cli.stdout, `-I${includeDir} -L${libDir} -Wl,-rpath,${libDir} -lhf3fs_usrbio\n`);
+  const bad = spawnSync(process.execPath, [join(__dirname, '..', 'dist', 'cli.js'), 'config'], { encoding: 'utf8' });
+  t.equal(bad.status, 1);
+  t.match(bad.stderr, /give --cflags, --libs or both/);
 });
 
 t.test('the package entry point exports the binding', async (t) => {
