@@ -2,6 +2,7 @@
 // create/destroy cycles leak no fds, threads or /dev/shm entries; memreg state and numa
 // arguments; a process that returns from main with rings alive exits promptly.
 import t from 'tap';
+import { constants } from 'node:os';
 import { cflags, libs } from '../src/config';
 import { includeDir, isBuilt, libDir, libraryPath } from '../src/paths';
 import { compile, executors, kv, run, scratch } from './fixtures/native';
@@ -47,5 +48,18 @@ for (const ex of executors) {
     t.equal(r.status, 0, r.stderr);
     t.equal(kv(r.stdout).exiting, '1');
     t.ok(ms < 10_000, `exited promptly (${ms} ms)`);
+  });
+}
+
+for (const ex of executors) {
+  t.test(`a wait after the exit-time shutdown returns -EPIPE at once (${ex})`, async (t) => {
+    const bin = compile('exit_wait.c');
+    const r = run(bin, [scratch(t)], ex);
+    t.equal(r.status, 0, r.stderr);
+    const out = kv(r.stdout);
+    t.equal(out.failures, '0');
+    t.equal(out.executor_at_exit, 'none', 'the library stopped the agent at exit');
+    t.equal(out.wait_at_exit, String(-constants.errno.EPIPE));
+    t.ok(Number(out.wait_ms) < 1000, `returned in ${out.wait_ms} ms, not at the 5 s deadline`);
   });
 }

@@ -47,7 +47,7 @@ struct AgentOptions {
 };
 
 // Limits the agent enforces, as documented in docs/architecture.md.
-constexpr int kMaxIoRetries = 16;  // resubmissions of one chunk after EAGAIN/EINTR/short transfer
+constexpr int kMaxIoRetries = 16;  // attempts of one chunk that made no progress (EAGAIN, EINTR, 0-byte write)
 
 // The wake-up channel from clients to the dispatcher. A client rings only when the dispatcher
 // announced it is about to sleep, so a busy agent costs clients no syscall.

@@ -94,7 +94,7 @@ int ClientRing::wait(hf3fs_cqe *cqes, int cqec, int min_results, const timespec 
       std::lock_guard<std::mutex> g(reap_mu_);
       int32_t head = v.cqeHead().load();
       int32_t tail = v.cqeTail().load();
-      if (head < 0 || head >= E || tail < 0 || tail >= E) return -EIO;
+      if (head < 0 || head >= E || tail < 0 || tail >= E) return filled ? filled : -EIO;
       int nf = 0;
       while (filled < cqec && tail != head) {
         const IoCqe &c = v.cqes()[tail];
