@@ -10,7 +10,9 @@
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
+#include <csignal>
 #include <cstring>
+#include <future>
 
 #include "util.h"
 
@@ -39,7 +41,28 @@ struct Ring {
   uint64_t partial_since = 0;      // io_depth < 0: when a partial batch was first seen
   bool fenced = false;             // broken by its client; no longer served
   bool removed = false;
+  uint64_t starved_since = 0;      // io_depth > 0: a full batch waited for in-flight budget
+  std::condition_variable idle_cv; // signalled when a removed ring's last batch completes
+  // What the client's waits report: 0 served, -EIO fenced, -EPIPE agent stopped.
+  std::shared_ptr<std::atomic<int>> health = std::make_shared<std::atomic<int>>(0);
 };
+
+namespace {
+// Blocks every signal in the calling thread while alive, so threads it creates start with all
+// signals blocked: process-directed signals must reach the application's threads, never an
+// agent thread (a handler calling exit() there would join the thread from itself).
+struct BlockSignals {
+  sigset_t old;
+  BlockSignals() {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+  }
+  ~BlockSignals() { pthread_sigmask(SIG_SETMASK, &old, nullptr); }
+};
+}  // namespace
+
+constexpr uint64_t kStarveNs = 10'000'000;  // 10 ms
 
 void Doorbell::kick() {
   uint64_t one = 1;
@@ -70,9 +93,12 @@ int Agent::create(const AgentOptions &opts_in, std::shared_ptr<Agent> *out) {
   std::shared_ptr<Agent> a(new Agent(opts));
   a->doorbell_.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (a->doorbell_.efd < 0) return -errno;
+  BlockSignals no_signals;  // for every thread created below
   if (opts.exec != ExecKind::Pool) {
     int r = create_uring_executor(a.get(), &a->exec_);
+    if (r == 0) r = a->start_dispatcher();
     if (r < 0) {
+      a->exec_.reset();
       if (opts.exec == ExecKind::IoUring) {
         ULOG_ERR("io_uring executor forced but unavailable: %s", strerror(-r));
         return r;
@@ -80,15 +106,38 @@ int Agent::create(const AgentOptions &opts_in, std::shared_ptr<Agent> *out) {
       ULOG_INFO("io_uring unavailable (%s); using the preadv/pwritev thread pool", strerror(-r));
     }
   }
-  if (!a->exec_) a->exec_ = create_pool_executor(a.get());
-  Agent *raw = a.get();
-  try {
-    a->dispatcher_ = std::thread([raw] { raw->exec_->run(); });
-  } catch (...) {
-    return -EAGAIN;
+  if (!a->exec_) {
+    try {
+      a->exec_ = create_pool_executor(a.get());
+    } catch (...) {
+      return -EAGAIN;
+    }
+    int r = a->start_dispatcher();
+    if (r < 0) return r;
   }
   *out = std::move(a);
   return 0;
+}
+
+// Start the dispatcher thread: it runs the executor's prepare() and reports the result, then
+// runs the executor. Returns prepare()'s result; on failure the thread has exited.
+int Agent::start_dispatcher() {
+  std::promise<int> ready;
+  std::future<int> result = ready.get_future();
+  Agent *raw = this;
+  try {
+    dispatcher_ = std::thread([raw, &ready] {
+      int r = raw->exec_->prepare();
+      ready.set_value(r);
+      if (r == 0) raw->exec_->run();
+    });
+  } catch (...) {
+    return -EAGAIN;
+  }
+  int r = result.get();
+  if (r < 0) dispatcher_.join();
+  else exec_name_ = exec_->name();
+  return r;
 }
 
 Agent::~Agent() {
@@ -96,17 +145,30 @@ Agent::~Agent() {
   if (doorbell_.efd >= 0) close(doorbell_.efd);
 }
 
+void Agent::set_health_all(int v) {
+  std::lock_guard<std::mutex> g(rings_mu_);
+  for (auto &r : rings_) r->health->store(v);
+}
+
 void Agent::stop() {
+  if (orphaned()) return;  // a forked child: these threads are not ours to join
+  if (dispatcher_.joinable() && dispatcher_.get_id() == std::this_thread::get_id()) return;
   std::lock_guard<std::mutex> g(stop_mu_);
   if (stopped_) return;
   stopping_.store(true, std::memory_order_release);
   if (exec_) exec_->wake();
   if (dispatcher_.joinable()) dispatcher_.join();
   exec_.reset();
+  set_health_all(-EPIPE);
   stopped_ = true;
 }
 
-const char *Agent::executor_name() const { return exec_ ? exec_->name() : "none"; }
+void Agent::orphan() {
+  orphaned_.store(true);
+  stopping_.store(true);
+  // Only the health words, through pointers the child owns copies of (no agent locks: a parent
+  // thread may have held them at fork time).
+}
 
 void Agent::stats(AgentStats *out) {
   {
@@ -148,13 +210,25 @@ int Agent::add_iov(const uint8_t id[16], uint8_t *base, size_t size, size_t bloc
   return 0;
 }
 
-void Agent::remove_iov(const uint8_t id[16]) {
+void Agent::remove_iov(const uint8_t id[16], bool wait_inflight) {
+  if (orphaned()) return;
   std::shared_ptr<IovReg> dead;  // released outside the lock
-  std::unique_lock<std::shared_mutex> g(reg_mu_);
-  auto it = iovs_.find(key_of(id));
-  if (it == iovs_.end()) return;
-  dead = std::move(it->second);
-  iovs_.erase(it);
+  {
+    std::unique_lock<std::shared_mutex> g(reg_mu_);
+    auto it = iovs_.find(key_of(id));
+    if (it == iovs_.end()) return;
+    dead = std::move(it->second);
+    iovs_.erase(it);
+  }
+  if (!wait_inflight) return;
+  // Every in-flight batch using the iov holds a reference; complete_batch signals done_cv_
+  // after dropping its references.
+  done_waiters_.fetch_add(1);
+  {
+    std::unique_lock<std::mutex> g(done_mu_);
+    done_cv_.wait(g, [&] { return dead.use_count() == 1; });
+  }
+  done_waiters_.fetch_sub(1);
 }
 
 int Agent::iov_memreg_state(const uint8_t id[16]) {
@@ -165,7 +239,8 @@ int Agent::iov_memreg_state(const uint8_t id[16]) {
 }
 
 int Agent::add_ring(uint8_t *base, size_t bytes, int entries, bool for_read, int io_depth, int timeout_ms,
-                    int priority, uint64_t flags, std::shared_ptr<void> keep, uint64_t *ring_id) {
+                    int priority, uint64_t flags, std::shared_ptr<void> keep, uint64_t *ring_id,
+                    std::shared_ptr<std::atomic<int>> *health) {
   if (!base || entries <= 0 || entries > kMaxRingEntries || bytes < ring_bytes(size_t(entries))) return -EINVAL;
   if (io_depth > entries || timeout_ms < 0) return -EINVAL;
   auto r = std::make_shared<Ring>();
@@ -188,24 +263,13 @@ int Agent::add_ring(uint8_t *base, size_t bytes, int entries, bool for_read, int
     rings_gen_.fetch_add(1);
   }
   *ring_id = r->id;
+  *health = r->health;
   doorbell_.kick();  // let the dispatcher pick up the new ring (it may hold sqes already)
   return 0;
 }
 
-int Agent::ring_health(uint64_t ring_id) {
-  if (stopping()) return -EPIPE;
-  std::shared_ptr<Ring> r;
-  {
-    std::lock_guard<std::mutex> g(rings_mu_);
-    for (auto &x : rings_)
-      if (x->id == ring_id) r = x;
-  }
-  if (!r) return -EPIPE;
-  std::lock_guard<std::mutex> g(r->mu);
-  return r->fenced ? -EIO : 0;
-}
-
-void Agent::remove_ring(uint64_t ring_id) {
+void Agent::remove_ring(uint64_t ring_id, bool wait_inflight) {
+  if (orphaned()) return;
   std::shared_ptr<Ring> dead;
   {
     std::lock_guard<std::mutex> g(rings_mu_);
@@ -219,8 +283,11 @@ void Agent::remove_ring(uint64_t ring_id) {
     }
   }
   if (!dead) return;
-  std::lock_guard<std::mutex> g(dead->mu);
+  std::unique_lock<std::mutex> g(dead->mu);
   dead->removed = true;
+  // complete_batch posts the semaphore and signals under dead->mu, so once processing is 0 no
+  // agent thread touches the ring's memory again.
+  if (wait_inflight) dead->idle_cv.wait(g, [&] { return dead->processing == 0; });
 }
 
 int Agent::add_file(int fd, uint64_t *handle) {
@@ -231,10 +298,30 @@ int Agent::add_file(int fd, uint64_t *handle) {
   if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) return -EINVAL;
   auto f = std::make_shared<FileReg>();
   f->accmode = fl & O_ACCMODE;
+  // A private open file description: the agent's lseeks (hole checks) must not move the
+  // application's offset, and O_APPEND/O_NONBLOCK set on the application's fd must not change
+  // what positional I/O does. Reopen through /proc (works for unlinked files too); where that is
+  // refused, share the description unless that would make writes append.
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  int keep = fl & (O_ACCMODE | O_DIRECT | O_SYNC | O_DSYNC | O_NOATIME);
+  int own = open(path, keep | O_CLOEXEC);
+  if (own < 0 && (keep & O_NOATIME)) own = open(path, (keep & ~O_NOATIME) | O_CLOEXEC);
+  if (own >= 0) {
+    struct stat st2;
+    if (fstat(own, &st2) != 0 || st2.st_ino != st.st_ino || st2.st_dev != st.st_dev) {
+      close(own);
+      own = -1;
+    }
+  }
+  if (own < 0) {
+    if ((fl & O_APPEND) && f->accmode != O_RDONLY) return -EINVAL;
+    own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (own < 0) return -errno;
+  }
+  f->fd = own;  // ~FileReg closes it on every path below
   std::unique_lock<std::shared_mutex> g(reg_mu_);
   if (files_.size() >= opts_.max_files) return -EMFILE;
-  f->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (f->fd < 0) return -errno;
   uint64_t h = next_file_++;
   files_.emplace(h, std::move(f));
   *handle = h;
@@ -287,6 +374,7 @@ size_t Agent::claim_ring(Ring &r, std::shared_ptr<Ring> &sp, uint64_t now, size_
   int32_t ctail = r.v.cqeTail().load();
   if (head < 0 || head >= E || ctail < 0 || ctail >= E) {
     r.fenced = true;
+    r.health->store(-EIO);
     ULOG_WARN("ring %llu fenced: its client wrote an out-of-range marker (sqeHead %d, cqeTail %d, entries %d)",
               (unsigned long long)r.id, head, ctail, r.entries);
     return 0;
@@ -295,6 +383,7 @@ size_t Agent::claim_ring(Ring &r, std::shared_ptr<Ring> &sp, uint64_t now, size_
   int retiring = (r.proc_tail + E - r.sqe_tail) % E;  // claimed, sqeTail not yet past them
   if (sqes > E - 1 - retiring) {
     r.fenced = true;
+    r.health->store(-EIO);
     ULOG_WARN("ring %llu fenced: sqeHead %d overruns sqes still in flight", (unsigned long long)r.id, head);
     return 0;
   }
@@ -306,12 +395,27 @@ size_t Agent::claim_ring(Ring &r, std::shared_ptr<Ring> &sp, uint64_t now, size_
   while (sqes > 0) {
     int k;
     if (r.io_depth > 0) {
-      if (sqes < r.io_depth || cqe_avail < r.io_depth) break;
+      if (sqes < r.io_depth) break;  // waits for its client
+      if (cqe_avail < r.io_depth) {  // waits for its client to reap (its wait rings the doorbell)
+        claim_blocked_.store(true);
+        break;
+      }
       k = r.io_depth;
-      if (size_t(k) > budget && !(idle && claimed == 0)) break;  // an oversized batch goes when idle
+      if (size_t(k) > budget && !(idle && claimed == 0)) {
+        // A batch larger than the free budget goes when the agent is idle, or after waiting
+        // kStarveNs, so that busy rings cannot starve it (exceeding the budget by < io_depth).
+        if (!r.starved_since) r.starved_since = now;
+        if (now - r.starved_since < kStarveNs) {
+          claim_blocked_.store(true);
+          if (!next_deadline_ || r.starved_since + kStarveNs < next_deadline_) next_deadline_ = r.starved_since + kStarveNs;
+          break;
+        }
+      }
+      r.starved_since = 0;
     } else {
       k = std::min(sqes, cqe_avail);
       if (size_t(k) > budget) k = int(budget);
+      if (k < sqes) claim_blocked_.store(true);
       if (k <= 0) break;
       if (r.io_depth < 0) {
         int d = -r.io_depth;
@@ -436,6 +540,7 @@ int Agent::check_holes(int fd, uint64_t off, uint64_t len, uint64_t *readable) {
 void Agent::start_batch(Batch *b, std::vector<Chunk *> &out) {
   const Ring &r = *b->ring;
   bool forbid_holes = r.for_read && (r.flags & 2 /* HF3FS_IOR_FORBID_READ_HOLES */);
+  const uint64_t cb = opts_.chunk_bytes;
   for (int j = 0; j < b->n; j++) {
     Io &io = b->ios[size_t(j)];
     if (io.error.load(std::memory_order_relaxed) != 0) {
@@ -457,18 +562,22 @@ void Agent::start_batch(Batch *b, std::vector<Chunk *> &out) {
         io_finished(io);
         continue;
       }
+      io.len = len;
     }
     io.valid.store(len);
-    uint64_t cb = opts_.chunk_bytes;
+    // Chunks are handed out lazily (chunk_done gives the next piece), at most chunks_per_io at
+    // once, so a huge I/O costs bounded memory and stops issuing reads at EOF.
     uint64_t nchunks = (len + cb - 1) / cb;
-    io.chunks_left.store(int(nchunks));
-    for (uint64_t i = 0; i < nchunks; i++) {
+    int first = int(std::min<uint64_t>(nchunks, uint64_t(std::max(1, opts_.chunks_per_io))));
+    io.next.store(uint64_t(first) * cb);
+    io.chunks_left.store(first);
+    for (int i = 0; i < first; i++) {
       Chunk *c = i == 0 ? &io.first : new Chunk;
       c->heap = i != 0;
       c->io = &io;
-      c->off = io.off + i * cb;
-      c->buf = io.buf + i * cb;
-      c->len = std::min(cb, len - i * cb);
+      c->off = io.off + uint64_t(i) * cb;
+      c->buf = io.buf + uint64_t(i) * cb;
+      c->len = std::min(cb, len - uint64_t(i) * cb);
       c->done = 0;
       c->retries = 0;
       out.push_back(c);
@@ -477,20 +586,34 @@ void Agent::start_batch(Batch *b, std::vector<Chunk *> &out) {
   if (b->ios_left.fetch_sub(1, std::memory_order_acq_rel) == 1) complete_batch(b);
 }
 
-void Agent::chunk_done(Chunk *c, int64_t res) {
+Chunk *Agent::chunk_done(Chunk *c, int64_t res) {
   Io &io = *c->io;
   if (res < 0) {
     int64_t zero = 0;
     io.error.compare_exchange_strong(zero, res);
+    io.stop.store(true);
   } else if (uint64_t(res) < c->len) {
     uint64_t end = (c->off - io.off) + uint64_t(res);
     uint64_t cur = io.valid.load();
     while (end < cur && !io.valid.compare_exchange_weak(cur, end)) {
     }
+    io.stop.store(true);  // EOF: later pieces would read nothing
   }
-  bool heap = c->heap;
-  if (heap) delete c;
+  if (!io.stop.load()) {
+    const uint64_t cb = opts_.chunk_bytes;
+    uint64_t rel = io.next.fetch_add(cb);
+    if (rel < io.len) {  // reuse this chunk for the next piece
+      c->off = io.off + rel;
+      c->buf = io.buf + rel;
+      c->len = std::min(cb, io.len - rel);
+      c->done = 0;
+      c->retries = 0;
+      return c;
+    }
+  }
+  if (c->heap) delete c;
   if (io.chunks_left.fetch_sub(1, std::memory_order_acq_rel) == 1) io_finished(io);
+  return nullptr;
 }
 
 void Agent::io_finished(Io &io) {
@@ -504,6 +627,8 @@ void Agent::io_finished(Io &io) {
 
 void Agent::complete_batch(Batch *b) {
   Ring &r = *b->ring;
+  st_batches_.fetch_add(1, std::memory_order_relaxed);
+  st_ios_.fetch_add(uint64_t(b->n), std::memory_order_relaxed);
   {
     std::lock_guard<std::mutex> g(r.mu);
     const int E = r.v.E;
@@ -526,17 +651,21 @@ void Agent::complete_batch(Batch *b) {
       memcpy(&cqes[r.cqe_head], &c, sizeof c);
       r.cqe_head = (r.cqe_head + 1) % E;
     }
-    // Count the batch before publishing it, so a client that has reaped a completion sees it
-    // in usrbio_get_agent_stats().
-    st_batches_.fetch_add(1, std::memory_order_relaxed);
-    st_ios_.fetch_add(uint64_t(b->n), std::memory_order_relaxed);
     r.v.cqeHead().store(r.cqe_head);
     r.processing -= b->n;
+    // One wake per batch. Posted under r.mu: remove_ring(wait) returns only after this, so the
+    // ring memory may be freed as soon as it does.
+    sem_post_untrusted(r.v.sem());
+    if (r.removed && r.processing == 0) r.idle_cv.notify_all();
   }
-  sem_post_untrusted(r.v.sem());  // one wake per batch
   inflight_.fetch_sub(uint64_t(b->n), std::memory_order_acq_rel);
-  delete b;
-  doorbell_.ring();  // the dispatcher rescans: cqe space and budget were freed
+  delete b;  // drops the batch's iov and file references
+  if (done_waiters_.load() > 0) {
+    std::lock_guard<std::mutex> g(done_mu_);
+    done_cv_.notify_all();
+  }
+  // Budget or cqe space was freed: rescan if a claim stopped for lack of it.
+  if (claim_blocked_.exchange(false)) doorbell_.ring();
 }
 
 }  // namespace usrbio

@@ -43,6 +43,7 @@ struct AgentOptions {
   size_t max_iovs = 65536;
   size_t max_files = 65536;
   uint64_t chunk_bytes = 8ull << 20; // large I/Os execute as chunks of this size
+  int chunks_per_io = 8;             // chunks of one I/O in flight at once (64 MiB by default)
   int scan_interval_ms = 50;         // rings are rescanned at least this often without a submit
 };
 
@@ -100,6 +101,11 @@ struct Chunk {
 // One I/O of a batch, validated. Chunks of it may run in parallel.
 struct Io {
   Batch *batch = nullptr;
+  // Multi-chunk I/Os hand out chunks lazily: `next` is the relative offset of the next chunk,
+  // `stop` is set by EOF or an error (no more chunks are issued), `chunks_left` counts chunks
+  // in flight.
+  std::atomic<uint64_t> next{0};
+  std::atomic<bool> stop{false};
   int32_t slot = -1;
   const void *userdata = nullptr;
   bool write = false;
@@ -108,7 +114,7 @@ struct Io {
   uint64_t off = 0, len = 0;
   std::atomic<int64_t> error{0};      // first negative result
   std::atomic<uint64_t> valid{0};     // bytes valid from the start (min over short chunks)
-  std::atomic<int> chunks_left{0};
+  std::atomic<int> chunks_left{0};  // chunks in flight
   int64_t result = 0;                 // set when complete
   Chunk first;                        // the only chunk of an I/O up to chunk_bytes
 };
@@ -129,6 +135,8 @@ class Executor {
  public:
   virtual ~Executor() = default;
   virtual const char *name() const = 0;
+  // Called on the dispatcher thread before run(); 0 or -errno (the agent then falls back).
+  virtual int prepare() { return 0; }
   // Run the dispatcher loop until agent.stopping() and nothing is in flight.
   virtual void run() = 0;
   // Wake run() from another thread (stop).
@@ -143,24 +151,32 @@ class Agent : public std::enable_shared_from_this<Agent> {
   ~Agent();
 
   // Stop: finish in-flight I/O, join threads. Idempotent. Call before dropping the last owner.
+  // Never call from an agent thread (it returns without joining then).
   void stop();
+  // In a child after fork(): the agent's threads do not exist here. Mark it dead (rings report
+  // -EPIPE, removals become no-ops) without touching its locks or threads. The caller must keep
+  // a reference forever: the object can never be destroyed safely.
+  void orphan();
+  bool orphaned() const { return orphaned_.load(std::memory_order_relaxed); }
 
   // Register iov memory under `id`. The memory must stay mapped while `keep` lives.
   // Returns 0, -EEXIST, -EMFILE (too many iovs).
   int add_iov(const uint8_t id[16], uint8_t *base, size_t size, size_t block_size, std::shared_ptr<void> keep);
-  void remove_iov(const uint8_t id[16]);
+  // Deregister. With wait_inflight, return only once no I/O uses the memory any more (required
+  // when the caller frees the memory right after, as for wrapped caller memory).
+  void remove_iov(const uint8_t id[16], bool wait_inflight);
   // RDMA state of a registered iov: 0 unregistered, 1 registered, 2 failed; -ENOENT if unknown.
   int iov_memreg_state(const uint8_t id[16]);
 
   // Register a ring laid out in `base` (ring_bytes(entries) bytes; `keep` keeps it mapped).
-  // Initialises the ring's completion semaphore. Returns 0 (and *ring_id) or -errno.
+  // Initialises the ring's completion semaphore. Returns 0 (and *ring_id, and *health: 0 while
+  // served, -EIO once fenced, -EPIPE once the agent stopped) or -errno.
   int add_ring(uint8_t *base, size_t bytes, int entries, bool for_read, int io_depth, int timeout_ms, int priority,
-               uint64_t flags, std::shared_ptr<void> keep, uint64_t *ring_id);
-  // 0 while the ring is served; -EIO once fenced (its client corrupted it); -EPIPE when the
-  // ring or the agent is gone.
-  int ring_health(uint64_t ring_id);
+               uint64_t flags, std::shared_ptr<void> keep, uint64_t *ring_id,
+               std::shared_ptr<std::atomic<int>> *health);
   // Stop claiming from a ring. In-flight batches finish; their memory stays mapped until then.
-  void remove_ring(uint64_t ring_id);
+  // With wait_inflight, return only after they have completed.
+  void remove_ring(uint64_t ring_id, bool wait_inflight);
 
   // Register a file; the agent duplicates fd. accmode is O_RDONLY/O_WRONLY/O_RDWR.
   // Returns 0 (and *handle) or -errno.
@@ -168,7 +184,7 @@ class Agent : public std::enable_shared_from_this<Agent> {
   void remove_file(uint64_t handle);
 
   Doorbell &doorbell() { return doorbell_; }
-  const char *executor_name() const;
+  const char *executor_name() const { return exec_name_; }
   void stats(AgentStats *out);
 
   // ---- used by executors (dispatcher thread unless noted) ----
@@ -187,8 +203,9 @@ class Agent : public std::enable_shared_from_this<Agent> {
     start_batch(b, scratch_);
     for (Chunk *c : scratch_) q.push_back(c);
   }
-  // A chunk finished with `res` (bytes >= 0 or -errno), final. Any thread.
-  void chunk_done(Chunk *c, int64_t res);
+  // A chunk finished with `res` (bytes >= 0 or -errno), final. Returns the chunk again, set up
+  // for the next piece of the same I/O, or nullptr when there is none. Any thread.
+  Chunk *chunk_done(Chunk *c, int64_t res);
   // Complete one validated-but-not-executed Io (error result). Any thread.
   void io_finished(Io &io);
   uint64_t inflight() const { return inflight_.load(std::memory_order_acquire); }
@@ -199,6 +216,8 @@ class Agent : public std::enable_shared_from_this<Agent> {
  private:
   explicit Agent(const AgentOptions &opts) : opts_(opts) {}
   void complete_batch(Batch *b);
+  int start_dispatcher();
+  void set_health_all(int v);
   size_t claim_ring(Ring &r, std::shared_ptr<Ring> &sp, uint64_t now, size_t budget, std::vector<Batch *> &out);
   void build_batch(Ring &r, std::shared_ptr<Ring> &sp, int32_t start, int n, std::vector<Batch *> &out);
 
@@ -208,6 +227,9 @@ class Agent : public std::enable_shared_from_this<Agent> {
   std::thread dispatcher_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> stopped_{false};
+  std::atomic<bool> orphaned_{false};
+  std::atomic<bool> claim_blocked_{false};  // a claim stopped for budget or cqe space: kick on completion
+  const char *exec_name_ = "none";          // set once at create; never changes
   std::mutex stop_mu_;
 
   // Registries. reg_mu_ guards iovs_ and files_; rings_mu_ guards rings_ and rings_gen_.
@@ -235,6 +257,10 @@ class Agent : public std::enable_shared_from_this<Agent> {
 
   std::vector<Chunk *> scratch_;
   std::atomic<uint64_t> inflight_{0};
+  // Removers waiting for in-flight batches (remove_iov/remove_ring with wait_inflight).
+  std::mutex done_mu_;
+  std::condition_variable done_cv_;
+  std::atomic<int> done_waiters_{0};
   std::atomic<uint64_t> st_batches_{0}, st_ios_{0}, st_bytes_{0}, st_errors_{0};
 };
 

@@ -2,12 +2,14 @@
 //
 // The embedded host starts the agent on the first iov or ring and stops it when the last one
 // is destroyed, or at process exit.
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <new>
 #include <mutex>
 
 #include "agent.h"
@@ -20,6 +22,8 @@
 namespace usrbio {
 namespace {
 
+void after_fork_child();
+
 class EmbeddedHost {
  public:
   // Take a reference on the agent, starting it if needed. Returns 0 or -errno.
@@ -30,7 +34,10 @@ class EmbeddedHost {
       int r = Agent::create(o, &agent_);
       if (r < 0) return r;
       static std::once_flag once;
-      std::call_once(once, [] { atexit([] { host().shutdown(); }); });
+      std::call_once(once, [] {
+        atexit([] { host().shutdown(); });
+        pthread_atfork(nullptr, nullptr, [] { usrbio::after_fork_child(); });
+      });
     }
     users_++;
     *out = agent_;
@@ -46,6 +53,18 @@ class EmbeddedHost {
       if (users_ > 0 && --users_ == 0) stop = std::move(agent_);
     }
     if (stop) stop->stop();
+  }
+  // In a fork()ed child: the agent's threads exist only in the parent. Orphan it (rings and
+  // iovs inherited from the parent report -EPIPE) and let the child start its own on next use.
+  // Runs single-threaded in the child; the agent object is deliberately leaked.
+  void after_fork_child() {
+    new (&mu_) std::mutex();  // may have been held by a parent thread at fork time
+    if (agent_) {
+      agent_->orphan();
+      new std::shared_ptr<Agent>(std::move(agent_));  // never destroyed: its threads are gone
+    }
+    agent_.reset();
+    users_ = 0;
   }
   // Process exit: finish in-flight I/O and join the agent's threads.
   void shutdown() {
@@ -89,6 +108,13 @@ std::map<std::string, LocalIovShared *> &iov_registry() {
   return *m;
 }
 
+// Child side of fork(): the agent and its iov registrations belong to the parent.
+void after_fork_child() {
+  new (&g_iovs_mu) std::mutex();
+  iov_registry().clear();  // entries stay alive for the inherited LocalIovs (never freed here)
+  host().after_fork_child();
+}
+
 struct LocalIov final : ClientIov {
   LocalIovShared *shared;
   explicit LocalIov(LocalIovShared *s) : shared(s) {}
@@ -102,7 +128,7 @@ struct LocalIov final : ClientIov {
       }
     }
     if (dead) {
-      dead->agent->remove_iov(dead->id);
+      dead->agent->remove_iov(dead->id, dead->map->external);  // caller memory: wait for its I/O
       host().release(dead->agent);
       delete dead;
     }
@@ -115,7 +141,7 @@ class LocalRing final : public ClientRing {
   LocalRing(std::shared_ptr<Mapping> map, int entries, bool for_read, std::shared_ptr<Agent> agent)
       : ClientRing(std::move(map), entries, for_read), agent_(std::move(agent)) {}
   ~LocalRing() override {
-    if (ring_id_) agent_->remove_ring(ring_id_);
+    if (ring_id_) agent_->remove_ring(ring_id_, map_->external);  // caller memory: wait for its I/O
     host().release(agent_);
   }
   int attach(const RingParams &p) {
@@ -123,9 +149,10 @@ class LocalRing final : public ClientRing {
     v.sqeHead().store(0);
     v.cqeTail().store(0);
     return agent_->add_ring(map_->base, map_->size, p.entries, p.for_read, p.io_depth, p.timeout, p.priority, p.flags,
-                            map_, &ring_id_);
+                            map_, &ring_id_, &health_);
   }
   int file_iid(RegFd &rec, uint64_t *iid) override {
+    if (agent_->orphaned()) return -EPIPE;  // a ring inherited across fork()
     std::lock_guard<std::mutex> g(rec.mu);
     auto cur = rec.agent.lock();
     if (cur != agent_) {
@@ -140,11 +167,12 @@ class LocalRing final : public ClientRing {
     return 0;
   }
   void notify() override { agent_->doorbell().ring(); }
-  int alive() override { return agent_->ring_health(ring_id_); }
+  int alive() override { return agent_->orphaned() ? -EPIPE : health_->load(std::memory_order_relaxed); }
 
  private:
   std::shared_ptr<Agent> agent_;
   uint64_t ring_id_ = 0;
+  std::shared_ptr<std::atomic<int>> health_;  // written by the agent: 0, -EIO fenced, -EPIPE stopped
 };
 
 int check_dir(const char *mp) {

@@ -2,6 +2,7 @@
 #pragma once
 #include <semaphore.h>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <queue>
@@ -10,6 +11,7 @@
 #include "hf3fs_usrbio.h"
 #include "ring_layout.h"
 #include "shm.h"
+#include "util.h"
 
 namespace usrbio {
 
@@ -74,6 +76,8 @@ class ClientRing {
 
  private:
   SlotAlloc slots;
+  // wait_for_ios polls this long before sleeping (env USRBIO_WAIT_SPIN_US, default 20, 0..10000).
+  const uint64_t spin_ns_ = uint64_t(std::clamp(env_long("USRBIO_WAIT_SPIN_US", 20), 0L, 10000L)) * 1000;
   // The registration each prepared slot uses, held until the slot is reaped, so that
   // hf3fs_dereg_fd does not pull the file from under I/Os already prepared.
   std::vector<std::shared_ptr<RegFd>> slot_files_;

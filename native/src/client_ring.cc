@@ -87,6 +87,7 @@ int ClientRing::wait(hf3fs_cqe *cqes, int cqec, int min_results, const timespec 
   if (min_results < 0) min_results = 0;
   const int E = v.E;
   int filled = 0;
+  bool spun = false;  // polled since the last sleep
   int32_t freed[256];
   for (;;) {
     int got = 0;
@@ -125,6 +126,16 @@ int ClientRing::wait(hf3fs_cqe *cqes, int cqec, int min_results, const timespec 
     if (filled >= min_results || passed(abs_timeout)) return filled;
     int a = alive();
     if (a < 0) return filled ? filled : a;
+    // Poll briefly before sleeping: at low queue depth the completion is usually microseconds
+    // away, and a semaphore sleep and wake costs more than that.
+    if (spin_ns_ && !spun) {
+      spun = true;
+      uint64_t until = now_ns() + spin_ns_;
+      int32_t tail = v.cqeTail().load();
+      while (v.cqeHead().load(std::memory_order_acquire) == tail && now_ns() < until) __builtin_ia32_pause();
+      continue;
+    }
+    spun = false;
     timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     long slice = wait_slice_ms();

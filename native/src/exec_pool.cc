@@ -127,7 +127,8 @@ class PoolExecutor final : public Executor {
         c = q_.front();
         q_.pop_front();
       }
-      a_->chunk_done(c, transfer(c));
+      // The same worker continues with the I/O's next piece, if any.
+      while (c) c = a_->chunk_done(c, transfer(c));
     }
   }
 

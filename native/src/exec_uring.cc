@@ -99,9 +99,14 @@ class UringExecutor final : public Executor {
 
   void wake() override { a_->doorbell().kick(); }
 
+  // On the dispatcher thread: a ring created disabled is enabled here, making this thread its
+  // single issuer.
+  int prepare() override {
+    if (disabled_ && syscall(__NR_io_uring_register, fd_, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) != 0) return -errno;
+    return 0;
+  }
+
   void run() override {
-    if (disabled_ && syscall(__NR_io_uring_register, fd_, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) != 0)
-      ULOG_ERR("io_uring: enabling the ring failed: %s", strerror(errno));
     Doorbell &db = a_->doorbell();
     std::vector<Batch *> batches;
     const uint64_t spin_ns = uint64_t(a_->options().spin_us) * 1000;
@@ -239,19 +244,19 @@ class UringExecutor final : public Executor {
         backlog_.push_front(c);
         return;
       }
-      a_->chunk_done(c, res);
+      finish(c, res);
       return;
     }
     if (res == 0) {
       if (!io.write) {
-        a_->chunk_done(c, int64_t(c->done));  // EOF
+        finish(c, int64_t(c->done));  // EOF
         return;
       }
       if (++c->retries < kMaxIoRetries) {
         backlog_.push_front(c);
         return;
       }
-      a_->chunk_done(c, -EIO);
+      finish(c, -EIO);
       return;
     }
     c->done += uint64_t(res);
@@ -259,7 +264,12 @@ class UringExecutor final : public Executor {
       backlog_.push_front(c);  // short transfer: continue where it stopped (EOF shows as 0 next)
       return;
     }
-    a_->chunk_done(c, int64_t(c->done));
+    finish(c, int64_t(c->done));
+  }
+
+  // A chunk is final; queue the I/O's next piece, if it has one.
+  void finish(Chunk *c, int64_t res) {
+    if (Chunk *next = a_->chunk_done(c, res)) backlog_.push_back(next);
   }
 
   Agent *a_;

@@ -64,8 +64,12 @@ void regfd_deregister(int fd) {
   auto it = t.by_fd.find(key);
   if (it == t.by_fd.end()) return;
   dead = it->second;
-  t.by_fd.erase(dead->fd);
-  t.by_fd.erase(dead->dupfd);
+  // Erase only keys that still name this record: after the application closed a registered fd
+  // without deregistering it, its number may since have become another registration's dup.
+  for (int k : {dead->fd, dead->dupfd}) {
+    auto e = t.by_fd.find(k);
+    if (e != t.by_fd.end() && e->second == dead) t.by_fd.erase(e);
+  }
 }
 
 std::shared_ptr<RegFd> regfd_lookup(int fd) {
