@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <sched.h>
 
 #include <cerrno>
 #include <cstring>
@@ -127,12 +128,13 @@ int ClientRing::wait(hf3fs_cqe *cqes, int cqec, int min_results, const timespec 
     int a = alive();
     if (a < 0) return filled ? filled : a;
     // Poll briefly before sleeping: at low queue depth the completion is usually microseconds
-    // away, and a semaphore sleep and wake costs more than that.
+    // away, and a semaphore sleep and wake costs more than that. The poll yields the CPU, so on
+    // a small machine it does not starve the threads that produce the completion.
     if (spin_ns_ && !spun) {
       spun = true;
       uint64_t until = now_ns() + spin_ns_;
       int32_t tail = v.cqeTail().load();
-      while (v.cqeHead().load(std::memory_order_acquire) == tail && now_ns() < until) __builtin_ia32_pause();
+      while (v.cqeHead().load(std::memory_order_acquire) == tail && now_ns() < until) sched_yield();
       continue;
     }
     spun = false;
