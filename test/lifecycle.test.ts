@@ -63,3 +63,19 @@ for (const ex of executors) {
     t.ok(Number(out.wait_ms) < 1000, `returned in ${out.wait_ms} ms, not at the 5 s deadline`);
   });
 }
+
+t.test('numa >= 0 really binds the memory (MPOL_BIND to that node, per get_mempolicy)', async (t) => {
+  const MPOL_DEFAULT = 0;
+  const MPOL_BIND = 2;
+  const r = run(compile('numa.c'), [scratch(t)], 'io_uring');
+  t.equal(r.status, 0, r.stderr);
+  const out = kv(r.stdout);
+  t.equal(Number(out.iov_bound_mode), MPOL_BIND);
+  t.equal(Number(out.iov_bound_mask), 1, 'node 0 only');
+  t.equal(Number(out.iov_plain_mode), MPOL_DEFAULT, 'numa -1 leaves the default policy');
+  t.equal(Number(out.ior_bound_mode), MPOL_BIND);
+  t.equal(Number(out.ior_bound_mask), 1);
+  t.equal(Number(out.wrap_bound_mode), MPOL_BIND);
+  t.equal(Number(out.wrap_bound_mask), 1);
+  t.equal(out.failures, '0');
+});
