@@ -111,18 +111,25 @@ function prepareFile(opts) {
     fs.closeSync(fd);
     fs.renameSync(file + '.tmp', file);
   }
-  // Read it once so every case runs from the page cache.
+  const ms = warm(file);
+  log(opts, `page-cached ${file} (read in ${ms.toFixed(0)} ms)`);
+  return file;
+}
+
+// Read the whole file so the next case runs from the page cache. Called before every case:
+// proactive reclaim (e.g. DAMON, seen on these VMs) evicts cold page cache between cases.
+// Returns the milliseconds it took (a few hundred when the file was evicted, less when cached).
+function warm(file) {
   const t0 = process.hrtime.bigint();
   const fd = fs.openSync(file, 'r');
   const buf = Buffer.allocUnsafe(8 << 20);
   for (let off = 0; off < GiB; off += buf.length) fs.readSync(fd, buf, 0, buf.length, off);
   fs.closeSync(fd);
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  log(opts, `page-cached ${file} (read in ${ms.toFixed(0)} ms)`);
-  return file;
+  return Number(process.hrtime.bigint() - t0) / 1e6;
 }
 
 function runUsrbio(bin, file, c, seconds) {
+  warm(file);
   const args = ['--file', file, '--mode', c.mode, '--rw', c.rw, '--bs', String(c.bs), '--qd', String(c.qd),
     '--seconds', String(seconds), '--warmup', String(Math.min(0.5, seconds / 4))];
   const r = spawnSync(bin, args, {
@@ -139,6 +146,7 @@ function runUsrbio(bin, file, c, seconds) {
 // again into the now-faulted iov: the first pass pays a page fault per 4 KiB of shared memory.
 // USRBIO_IOV_POPULATE=0 turns off the pre-faulting hf3fs_iovcreate does by default.
 function runFresh(bin, file, executor, populate) {
+  warm(file);
   const args = ['--file', file, '--mode', 'batch', '--rw', 'read', '--bs', String(1 << 20), '--qd', '256',
     '--seconds', '0.000001', '--warmup', '0', '--passes', '2', '--touch', '0'];
   const env = { ...process.env, USRBIO_EXECUTOR: executor, USRBIO_IOV_POPULATE: populate ? '1' : '0' };
@@ -151,6 +159,7 @@ function runFresh(bin, file, executor, populate) {
 }
 
 function runFio(fio, file, c, seconds) {
+  warm(file);
   const args = ['--name=bench', `--filename=${file}`, '--ioengine=io_uring', '--direct=0', '--invalidate=0',
     `--iodepth=${c.qd}`, `--bs=${c.bs}`, `--rw=${c.rw}`, '--time_based', `--runtime=${Math.max(1, Math.round(seconds))}`,
     `--numjobs=${c.jobs}`, '--group_reporting', '--size=1g', '--output-format=json'];
