@@ -84,7 +84,7 @@ Agent::Key16 Agent::key_of(const uint8_t id[16]) {
 
 int Agent::create(const AgentOptions &opts_in, std::shared_ptr<Agent> *out) {
   AgentOptions opts = opts_in;
-  if (opts.spin_us < 0) opts.spin_us = int(std::clamp(env_long("USRBIO_AGENT_SPIN_US", 20), 0L, 10000L));
+  if (opts.spin_us < 0) opts.spin_us = int(std::clamp(env_long("USRBIO_AGENT_SPIN_US", 50), 0L, 10000L));
   if (opts.exec == ExecKind::Auto) {
     const char *e = getenv("USRBIO_EXECUTOR");
     if (e && !strcmp(e, "io_uring")) opts.exec = ExecKind::IoUring;

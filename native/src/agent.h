@@ -37,7 +37,7 @@ struct AgentOptions {
   ExecKind exec = ExecKind::Auto;    // env USRBIO_EXECUTOR=io_uring|pread
   int pool_threads = 0;              // pread workers; 0 = env USRBIO_POOL_THREADS or 2 * cores (4..64)
   unsigned uring_entries = 1024;     // io_uring submission queue size
-  int spin_us = -1;                  // busy-poll before sleeping; -1 = env USRBIO_AGENT_SPIN_US or 20
+  int spin_us = -1;                  // busy-poll before sleeping; -1 = env USRBIO_AGENT_SPIN_US or 50
   size_t max_inflight = 4096;        // I/Os claimed and not completed, across all rings
   size_t max_rings = 4096;
   size_t max_iovs = 65536;
