@@ -23,8 +23,6 @@ int local_iovwrap(hf3fs_iov *iov, void *buf, const uint8_t id[16], const char *m
                   int numa);
 int local_iorcreate(hf3fs_ior *ior, const char *mp, const RingParams &p);
 int local_iorwrap(hf3fs_ior *ior, void *buf, const char *mp, size_t size, const RingParams &p);
-// Executor in use by this process's agent ("io_uring", "pread"), or "none" if not running.
-const char *local_executor();
 
 // ---- real 3FS mounts: the 3FS protocol ----
 // True when mp is served by a 3FS FUSE daemon (it answers <mp>/3fs-virt/iovs/submit-ios).

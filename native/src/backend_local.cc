@@ -222,11 +222,6 @@ int register_iov(hf3fs_iov *iov, std::shared_ptr<Mapping> map, const uint8_t id[
 
 std::shared_ptr<Agent> EmbeddedHost_current() { return host().current(); }
 
-const char *local_executor() {
-  auto a = host().current();
-  return a ? a->executor_name() : "none";
-}
-
 int local_iovcreate(hf3fs_iov *iov, const char *mp, size_t size, size_t block_size, int numa) {
   int r = check_dir(mp);
   if (r < 0) return r;

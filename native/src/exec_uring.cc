@@ -209,10 +209,9 @@ class UringExecutor final : public Executor {
     arg.ts = reinterpret_cast<uint64_t>(ts);
     unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
     int r = sys_enter(fd_, to_submit, min_complete, flags, &arg, sizeof arg);
-    if (r > 0) submitted_ += unsigned(r);
-    else if (r < 0 && errno != ETIME && errno != EINTR && errno != EAGAIN && errno != EBUSY)
+    if (r < 0 && errno != ETIME && errno != EINTR && errno != EAGAIN && errno != EBUSY)
       ULOG_WARN("io_uring_enter: %s", strerror(errno));
-    // The kernel consumed what it accepted; with SUBMIT_ALL semantics absent, sync from head.
+    // What the kernel consumed is what the SQ head says (including partial submissions).
     submitted_ = std::atomic_ref<unsigned>(*sq_head_).load(std::memory_order_acquire);
   }
 

@@ -100,8 +100,6 @@ class Unregistered final : public MemReg {
  public:
   MemRegState state() const override { return MemRegState::Unregistered; }
   bool block_ok(size_t) const override { return true; }
-  uint32_t lkey(size_t) const override { return 0; }
-  uint32_t rkey(size_t) const override { return 0; }
 };
 
 class Registered final : public MemReg {
@@ -114,8 +112,6 @@ class Registered final : public MemReg {
   }
   MemRegState state() const override { return failed ? MemRegState::Failed : MemRegState::Registered; }
   bool block_ok(size_t i) const override { return i < mrs.size() && mrs[i] != nullptr; }
-  uint32_t lkey(size_t i) const override { return block_ok(i) ? mrs[i]->lkey : 0; }
-  uint32_t rkey(size_t i) const override { return block_ok(i) ? mrs[i]->rkey : 0; }
 };
 
 }  // namespace

@@ -21,9 +21,6 @@ class MemReg {
   virtual MemRegState state() const = 0;
   // Block `i` is registered (true for every block when state() == Registered).
   virtual bool block_ok(size_t i) const = 0;
-  // lkey/rkey of block i (0 when unregistered).
-  virtual uint32_t lkey(size_t i) const = 0;
-  virtual uint32_t rkey(size_t i) const = 0;
 };
 
 // Register [base, base+size) in blocks of block_size (0 = one block). Never fails: the result

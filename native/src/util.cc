@@ -67,29 +67,6 @@ std::string uuid_text(const uint8_t id[16]) {
   return s;
 }
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-bool uuid_parse(const char *text, uint8_t out[16]) {
-  int n = 0;
-  for (int i = 0; text[i] && n < 32; i++) {
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (text[i] != '-') return false;
-      continue;
-    }
-    int v = hexval(text[i]);
-    if (v < 0) return false;
-    if (n % 2 == 0) out[n / 2] = uint8_t(v << 4);
-    else out[n / 2] |= uint8_t(v);
-    n++;
-  }
-  return n == 32 && strlen(text) == 36;
-}
-
 // sem_post for a semaphore in client-writable memory. glibc's sem_post calls abort() ("The
 // futex facility returned an unexpected error code") when the futex wake fails, which a client
 // provokes by scribbling the sem_t (its `private` word selects the futex op); the agent must not

@@ -28,8 +28,6 @@ uint64_t now_ns();
 void random_uuid(uint8_t out[16]);
 // Lowercase hyphenated text form (36 chars).
 std::string uuid_text(const uint8_t id[16]);
-// Parse the hyphenated text form; false if malformed.
-bool uuid_parse(const char *text, uint8_t out[16]);
 
 // Post a process-shared semaphore that lives in memory another process can write (a ring's
 // completion semaphore, 3FS's submit semaphores). Like glibc's sem_post, but never aborts.
