@@ -162,13 +162,7 @@ USRBIO_API int hf3fs_iovwrap(hf3fs_iov *iov, void *buf, const uint8_t id[16], co
       // 3FS: struct fill only; the caller has registered the memory itself.
       int r = numa_bind(buf, size, numa);
       if (r < 0) return r;
-      memset(iov, 0, sizeof *iov);
-      iov->base = static_cast<uint8_t *>(buf);
-      memcpy(iov->id, id, 16);
-      strncpy(iov->mount_point, mp, sizeof iov->mount_point - 1);
-      iov->size = size;
-      iov->block_size = block_size;
-      iov->numa = numa;
+      fill_iov(iov, static_cast<uint8_t *>(buf), nullptr, id, mp, size, block_size, numa);
       return 0;
     }
     return local_iovwrap(iov, buf, id, mp, size, block_size, numa);

@@ -6,6 +6,9 @@
 
 namespace usrbio {
 
+struct ClientIov;
+class ClientRing;
+
 struct RingParams {
   int entries;
   bool for_read;
@@ -15,6 +18,12 @@ struct RingParams {
   int numa;
   uint64_t flags;
 };
+
+// Fill the caller's struct (zeroing it first). h/ring become iovh/iorh.
+void fill_iov(hf3fs_iov *iov, uint8_t *base, ClientIov *h, const uint8_t id[16], const char *mp, size_t size,
+              size_t block_size, int numa);
+void fill_ior(hf3fs_ior *ior, ClientRing *ring, uint8_t *base, size_t size, const uint8_t id[16], const char *mp,
+              const RingParams &p);
 
 // ---- local directories: the usrbio agent (embedded in this process) ----
 int local_iovcreate(hf3fs_iov *iov, const char *mp, size_t size, size_t block_size, int numa);

@@ -84,18 +84,6 @@ int create_registered(const char *mp, size_t size, size_t block_size, int numa, 
   return 0;
 }
 
-void fill_iov(hf3fs_iov *iov, uint8_t *base, ClientIov *h, const uint8_t id[16], const char *mp, size_t size,
-              size_t block_size, int numa) {
-  memset(iov, 0, sizeof *iov);
-  iov->base = base;
-  iov->iovh = h;
-  memcpy(iov->id, id, 16);
-  strncpy(iov->mount_point, mp, sizeof iov->mount_point - 1);
-  iov->size = size;
-  iov->block_size = block_size;
-  iov->numa = numa;
-}
-
 class ThreeFsRing final : public ClientRing {
  public:
   ThreeFsRing(std::shared_ptr<Mapping> map, int entries, bool for_read, sem_t *submit, std::string link, uint64_t dev)
@@ -156,15 +144,7 @@ int make_ring(hf3fs_ior *ior, const char *mp, std::shared_ptr<Mapping> map, cons
     return e;
   }
   auto *ring = new ThreeFsRing(map, p.entries, p.for_read, sem, std::move(link), st.st_dev);
-  memset(ior, 0, sizeof *ior);
-  fill_iov(&ior->iov, map->base, nullptr, id, mp, map->size, 0, p.numa);
-  ior->iorh = ring;
-  strncpy(ior->mount_point, mp, sizeof ior->mount_point - 1);
-  ior->for_read = p.for_read;
-  ior->io_depth = p.io_depth;
-  ior->priority = p.priority;
-  ior->timeout = p.timeout;
-  ior->flags = p.flags;
+  fill_ior(ior, ring, map->base, map->size, id, mp, p);
   return 0;
 }
 

@@ -181,18 +181,6 @@ int check_dir(const char *mp) {
   return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
-void fill_iov(hf3fs_iov *iov, uint8_t *base, ClientIov *h, const uint8_t id[16], const char *mp, size_t size,
-              size_t block_size, int numa) {
-  memset(iov, 0, sizeof *iov);
-  iov->base = base;
-  iov->iovh = h;
-  memcpy(iov->id, id, 16);
-  strncpy(iov->mount_point, mp, sizeof iov->mount_point - 1);
-  iov->size = size;
-  iov->block_size = block_size;
-  iov->numa = numa;
-}
-
 // Register `map` under `id` and fill iov. Takes an agent reference that the LocalIov releases.
 int register_iov(hf3fs_iov *iov, std::shared_ptr<Mapping> map, const uint8_t id[16], const char *mp,
                  size_t block_size, int numa) {
@@ -286,15 +274,7 @@ static int attach_ring(hf3fs_ior *ior, const char *mp, std::shared_ptr<Mapping> 
   }
   uint8_t id[16];
   random_uuid(id);
-  memset(ior, 0, sizeof *ior);
-  fill_iov(&ior->iov, map->base, nullptr, id, mp, map->size, 0, p.numa);
-  ior->iorh = ring;
-  strncpy(ior->mount_point, mp, sizeof ior->mount_point - 1);
-  ior->for_read = p.for_read;
-  ior->io_depth = p.io_depth;
-  ior->priority = p.priority;
-  ior->timeout = p.timeout;
-  ior->flags = p.flags;
+  fill_ior(ior, ring, map->base, map->size, id, mp, p);
   return 0;
 }
 

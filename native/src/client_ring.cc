@@ -4,11 +4,37 @@
 #include <cerrno>
 #include <cstring>
 
+#include "backend.h"
 #include "client.h"
 #include "regfd.h"
 #include "util.h"
 
 namespace usrbio {
+
+void fill_iov(hf3fs_iov *iov, uint8_t *base, ClientIov *h, const uint8_t id[16], const char *mp, size_t size,
+              size_t block_size, int numa) {
+  memset(iov, 0, sizeof *iov);
+  iov->base = base;
+  iov->iovh = h;
+  memcpy(iov->id, id, 16);
+  strncpy(iov->mount_point, mp, sizeof iov->mount_point - 1);
+  iov->size = size;
+  iov->block_size = block_size;
+  iov->numa = numa;
+}
+
+void fill_ior(hf3fs_ior *ior, ClientRing *ring, uint8_t *base, size_t size, const uint8_t id[16], const char *mp,
+              const RingParams &p) {
+  memset(ior, 0, sizeof *ior);
+  fill_iov(&ior->iov, base, nullptr, id, mp, size, 0, p.numa);
+  ior->iorh = ring;
+  strncpy(ior->mount_point, mp, sizeof ior->mount_point - 1);
+  ior->for_read = p.for_read;
+  ior->io_depth = p.io_depth;
+  ior->priority = p.priority;
+  ior->timeout = p.timeout;
+  ior->flags = p.flags;
+}
 
 int SlotAlloc::alloc() {
   std::lock_guard<std::mutex> g(mu_);
