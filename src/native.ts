@@ -1,7 +1,7 @@
 // The native binding, loaded once per thread, with the C API's errors turned into typed errors.
 import { join } from 'node:path';
 import { libDir } from './paths';
-import { integer, path } from './validate';
+import { boolean, float64Array, integer, path } from './validate';
 
 interface NativeIov {
   readonly id: Buffer;
@@ -120,7 +120,7 @@ export class Ior {
     integer('timeoutMs', timeoutMs, 0, 2 ** 31 - 1);
     integer('numa', numa, -1, 1023);
     integer('flags', flags, 0, 3);
-    this.forRead = forRead;
+    this.forRead = boolean('forRead', forRead);
     this.#native = wrapNative('hf3fs_iorcreate4', `mount ${mount}`,
       () => new binding.Ior(mount, entries, forRead, ioDepth, timeoutMs, numa, flags));
   }
@@ -129,6 +129,7 @@ export class Ior {
   }
   /** Queue one I/O of `length` bytes between the iov at `iovOffset` and the file at `fileOffset`. */
   prep(iov: Iov, fd: number, iovOffset: number, fileOffset: number, length: number, tag: number): number {
+    if (!(iov instanceof Iov)) throw new TypeError('iov must be an Iov');
     integer('fd', fd, -(2 ** 31), 2 ** 31 - 1);
     integer('iovOffset', iovOffset, 0, iov.size);
     integer('fileOffset', fileOffset, 0, MAX_SAFE);
@@ -141,9 +142,12 @@ export class Ior {
   submit(): void {
     this.#native.submit();
   }
-  /** Reap completions into `results`/`tags` (same length), blocking until `minResults` or the timeout. */
+  /** Reap completions into `results`/`tags`, blocking until `minResults` or `timeoutMs` (-1: no limit). */
   wait(results: Float64Array, tags: Float64Array, minResults: number, timeoutMs = -1): number {
+    float64Array('results', results);
+    float64Array('tags', tags);
     integer('minResults', minResults, 0, Math.min(results.length, tags.length));
+    integer('timeoutMs', timeoutMs, -1, 2 ** 31 - 1);
     const n = this.#native.wait(results, tags, minResults, timeoutMs);
     if (n < 0) fail('hf3fs_wait_for_ios', -n, 'wait');
     return n;

@@ -9,6 +9,18 @@ export function integer(name: string, value: unknown, min: number, max: number):
   return value;
 }
 
+/** A boolean, or a TypeError naming `name`. */
+export function boolean(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${describe(value)}`);
+  return value;
+}
+
+/** A Float64Array, or a TypeError naming `name`. */
+export function float64Array(name: string, value: unknown): Float64Array {
+  if (!(value instanceof Float64Array)) throw new TypeError(`${name} must be a Float64Array, got ${describe(value)}`);
+  return value;
+}
+
 /** A non-empty string shorter than `maxBytes` UTF-8 bytes. */
 export function path(name: string, value: unknown, maxBytes = 255): string {
   if (typeof value !== 'string' || value.length === 0) {

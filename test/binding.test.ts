@@ -3,7 +3,7 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Ior, Iov, UsrbioError, agentStats, deregFd, errnoName, regFd, wrapNative } from '../src/native';
+import { Ior, Iov, UsrbioError, agentStats, binding, deregFd, errnoName, regFd, wrapNative } from '../src/native';
 import { program } from '../src/cli';
 import { demo } from '../src/demo';
 import { isBuilt, includeDir, libDir } from '../src/paths';
@@ -76,6 +76,31 @@ t.test('C API failures become UsrbioError with the errno name', async (t) => {
   t.match(agentStats(), { executor: /io_uring|pread/, rings: 1, iovs: 1 });
   deregFd(fd);
   t.throws(() => ior.prep(iov, fd, 0, 0, 4096, 1), { code: 'EBADF' });
+});
+
+t.test('arguments native code would misread are refused before, and guarded inside', async (t) => {
+  const dir = scratch(t);
+  const ior = new Ior(dir, 4, true);
+  const iov = new Iov(dir, 8192);
+  t.teardown(() => {
+    iov.destroy();
+    ior.destroy();
+  });
+  const r = new Float64Array(2);
+  t.throws(() => ior.prep({ size: 8192 } as unknown as Iov, 0, 0, 0, 4096, 1), { name: 'TypeError', message: 'iov must be an Iov' });
+  t.throws(() => ior.prep(ior as unknown as Iov, 0, 0, 0, 4096, 1), { message: 'iov must be an Iov' });
+  t.throws(() => new Ior(dir, 4, 'yes' as unknown as boolean), { name: 'TypeError', message: /forRead must be a boolean, got "yes"/ });
+  t.throws(() => ior.wait([0, 0] as unknown as Float64Array, r, 0), { message: /results must be a Float64Array, got object/ });
+  t.throws(() => ior.wait(r, new Float32Array(2) as unknown as Float64Array, 0), { message: /tags must be a Float64Array/ });
+  t.throws(() => ior.wait(r, r, 0, NaN), { message: /timeoutMs must be an integer, got NaN/ });
+  t.throws(() => ior.wait(r, r, 0, -2), { message: /timeoutMs must be between -1/ });
+  // The native layer itself: a plain object or an Ior where an Iov belongs is -EINVAL, not a crash.
+  const raw = new binding.Ior(dir, 4, true, 0, 0, -1, 0);
+  t.teardown(() => raw.destroy());
+  t.equal(raw.prep({} as never, true, 0, 0, 0, 4096, 1), -22);
+  t.equal(raw.prep(raw as never, true, 0, 0, 0, 4096, 1), -22);
+  t.equal(raw.wait([0] as never, [0] as never, 0, 0), -22);
+  t.equal(raw.prep(iov.native, true, 0, 0, 0, 4096, 1), -9, 'a real Iov gets as far as the fd check (EBADF)');
 });
 
 t.test('errno names', async (t) => {

@@ -25,6 +25,9 @@ struct EnvState {
   static void Cleanup(void *p);
 };
 
+// Marks objects made by the Iov constructor, so that Ior.prep never treats another object as one.
+constexpr napi_type_tag kIovTag = {0x75737262696f2d69ull, 0x6f762d7461672d31ull};
+
 Napi::Error errno_error(Napi::Env env, int e, const char *fn) {
   Napi::Error err = Napi::Error::New(env, std::string(fn) + ": " + strerror(e));
   err.Set("errno", Napi::Number::New(env, -e));
@@ -44,6 +47,7 @@ class Iov : public Napi::ObjectWrap<Iov> {
   // new Iov(mount, size, blockSize, numa): arguments validated by the caller.
   Iov(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Iov>(info) {
     state_ = static_cast<EnvState *>(info.Data());
+    info.This().As<Napi::Object>().TypeTag(&kIovTag);
     std::string mount = info[0].As<Napi::String>();
     auto size = size_t(info[1].As<Napi::Number>().Int64Value());
     auto bs = size_t(info[2].As<Napi::Number>().Int64Value());
@@ -169,8 +173,11 @@ class Ior : public Napi::ObjectWrap<Ior> {
   // prep(iov, read, fd, iovOffset, fileOffset, length, tag) -> slot index or -errno
   Napi::Value Prep(const Napi::CallbackInfo &info) {
     if (!live(info)) return info.Env().Undefined();
+    // TypeScript checks the argument; this guards against anything else reaching here.
+    if (!info[0].IsObject() || !info[0].As<Napi::Object>().CheckTypeTag(&kIovTag))
+      return Napi::Number::New(info.Env(), -EINVAL);
     Iov *iov = Napi::ObjectWrap<Iov>::Unwrap(info[0].As<Napi::Object>());
-    if (!iov->get()) return Napi::Number::New(info.Env(), -EINVAL);
+    if (!iov || !iov->get()) return Napi::Number::New(info.Env(), -EINVAL);
     bool read = info[1].As<Napi::Boolean>();
     int fd = info[2].As<Napi::Number>().Int32Value();
     auto iov_off = uint64_t(info[3].As<Napi::Number>().Int64Value());
@@ -190,6 +197,9 @@ class Ior : public Napi::ObjectWrap<Ior> {
   // Blocks the calling thread; timeoutMs < 0 waits without limit.
   Napi::Value Wait(const Napi::CallbackInfo &info) {
     if (!live(info)) return info.Env().Undefined();
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+        !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+      return Napi::Number::New(info.Env(), -EINVAL);
     auto results = info[0].As<Napi::Float64Array>();
     auto tags = info[1].As<Napi::Float64Array>();
     int min = info[2].As<Napi::Number>().Int32Value();
