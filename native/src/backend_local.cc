@@ -151,8 +151,15 @@ class LocalRing final : public ClientRing {
     return agent_->add_ring(map_->base, map_->size, p.entries, p.for_read, p.io_depth, p.timeout, p.priority, p.flags,
                             map_, &ring_id_, &health_);
   }
+  // Called by the preparing thread only. The handle of the last file is cached: it changes only
+  // when the registration moves to another agent, which bumps rec.moves.
   int file_iid(RegFd &rec, uint64_t *iid) override {
     if (agent_->orphaned()) return -EPIPE;  // a ring inherited across fork()
+    uint32_t moves = rec.moves.load(std::memory_order_acquire);
+    if (rec.serial == cached_serial_ && moves == cached_moves_) {
+      *iid = cached_iid_;
+      return 0;
+    }
     std::lock_guard<std::mutex> g(rec.mu);
     auto cur = rec.agent.lock();
     if (cur != agent_) {
@@ -162,8 +169,12 @@ class LocalRing final : public ClientRing {
       if (cur) cur->remove_file(rec.agent_handle);
       rec.agent = agent_;
       rec.agent_handle = h;
+      rec.moves.fetch_add(1, std::memory_order_release);
     }
     *iid = rec.agent_handle;
+    cached_serial_ = rec.serial;
+    cached_moves_ = rec.moves.load(std::memory_order_relaxed);
+    cached_iid_ = rec.agent_handle;
     return 0;
   }
   void notify() override { agent_->doorbell().ring(); }
@@ -173,6 +184,10 @@ class LocalRing final : public ClientRing {
   std::shared_ptr<Agent> agent_;
   uint64_t ring_id_ = 0;
   std::shared_ptr<std::atomic<int>> health_;  // written by the agent: 0, -EIO fenced, -EPIPE stopped
+  // file_iid cache (preparing thread only): the last registration's serial, moves and handle.
+  uint64_t cached_serial_ = 0;
+  uint32_t cached_moves_ = 0;
+  uint64_t cached_iid_ = 0;
 };
 
 int check_dir(const char *mp) {

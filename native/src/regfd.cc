@@ -48,6 +48,8 @@ int regfd_register(int fd, uint64_t flags) {
   rec->ino = st.st_ino;
   rec->dev = st.st_dev;
   rec->on_3fs = hf3fs_is_hf3fs(fd);
+  static std::atomic<uint64_t> next_serial{1};
+  rec->serial = next_serial.fetch_add(1);
   rec->dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (rec->dupfd < 0) return errno;
   t.by_fd[fd] = rec;

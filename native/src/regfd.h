@@ -2,6 +2,7 @@
 #pragma once
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -18,11 +19,13 @@ struct RegFd {
   uint64_t ino = 0;   // st_ino (3FS inode id on a 3FS mount)
   uint64_t dev = 0;   // st_dev
   bool on_3fs = false;
+  uint64_t serial = 0;  // unique per registration in this process (never reused)
 
   // The agent this file is registered with (lazily, on first prep_io) and its handle there.
   std::mutex mu;
   std::weak_ptr<Agent> agent;
   uint64_t agent_handle = 0;
+  std::atomic<uint32_t> moves{0};  // bumped whenever agent/agent_handle change (under mu)
 
   ~RegFd();
 };
