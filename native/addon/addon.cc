@@ -7,23 +7,15 @@
 #include <cstring>
 #include <ctime>
 #include <algorithm>
+#include <memory>
 #include <set>
 #include <vector>
 
+#include "addon.h"
 #include "hf3fs_usrbio.h"
 #include "usrbio_ext.h"
 
-namespace {
-
-// Per-environment state: every live Iov/Ior of this env, destroyed when the env goes away
-// (worker exit, process exit) if JS did not do it first.
-class Iov;
-class Ior;
-struct EnvState {
-  std::set<Iov *> iovs;  // wrappers still holding an iov
-  std::set<Ior *> iors;  // wrappers still holding a ring
-  static void Cleanup(void *p);
-};
+namespace usrbio_addon {
 
 // Marks objects made by the Iov constructor, so that Ior.prep never treats another object as one.
 constexpr napi_type_tag kIovTag = {0x75737262696f2d69ull, 0x6f762d7461672d31ull};
@@ -35,16 +27,29 @@ Napi::Error errno_error(Napi::Env env, int e, const char *fn) {
   return err;
 }
 
+// An iov's memory, shared by its wrapper and the external ArrayBuffers over it: the iov is
+// destroyed (unregistered, unmapped) when the last of them lets go, so a view a caller still
+// holds never points at unmapped memory.
+struct IovHold {
+  hf3fs_iov iov{};
+  IovHold() = default;
+  IovHold(const IovHold &) = delete;
+  ~IovHold() { hf3fs_iovdestroy(&iov); }
+};
+
 class Iov : public Napi::ObjectWrap<Iov> {
  public:
   static Napi::Function Define(Napi::Env env, EnvState *state) {
     return DefineClass(env, "Iov",
                        {InstanceMethod("destroy", &Iov::Destroy), InstanceMethod("copyOut", &Iov::CopyOut),
-                        InstanceMethod("copyIn", &Iov::CopyIn), InstanceAccessor("id", &Iov::Id, nullptr),
-                        InstanceAccessor("size", &Iov::Size, nullptr)},
+                        InstanceMethod("copyIn", &Iov::CopyIn), InstanceMethod("view", &Iov::View),
+                        InstanceMethod("unlink", &Iov::Unlink), InstanceAccessor("id", &Iov::Id, nullptr),
+                        InstanceAccessor("size", &Iov::Size, nullptr),
+                        InstanceAccessor("blockSize", &Iov::BlockSize, nullptr)},
                        state);
   }
-  // new Iov(mount, size, blockSize, numa): arguments validated by the caller.
+  // new Iov(mount, size, blockSize, numa[, id]): arguments validated by the caller. With `id`
+  // (a 16-byte Buffer) the iov is opened (hf3fs_iovopen), else created.
   Iov(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Iov>(info) {
     state_ = static_cast<EnvState *>(info.Data());
     info.This().As<Napi::Object>().TypeTag(&kIovTag);
@@ -52,31 +57,44 @@ class Iov : public Napi::ObjectWrap<Iov> {
     auto size = size_t(info[1].As<Napi::Number>().Int64Value());
     auto bs = size_t(info[2].As<Napi::Number>().Int64Value());
     int numa = info[3].As<Napi::Number>().Int32Value();
-    auto *iov = new hf3fs_iov();
-    int r = hf3fs_iovcreate(iov, mount.c_str(), size, bs, numa);
+    auto hold = std::make_shared<IovHold>();
+    int r;
+    const char *fn;
+    if (info.Length() > 4 && info[4].IsBuffer()) {
+      auto id = info[4].As<Napi::Buffer<uint8_t>>();
+      if (id.Length() != 16) {
+        Napi::TypeError::New(info.Env(), "id must be 16 bytes").ThrowAsJavaScriptException();
+        return;
+      }
+      fn = "hf3fs_iovopen";
+      r = hf3fs_iovopen(&hold->iov, id.Data(), mount.c_str(), size, bs, numa);
+    } else {
+      fn = "hf3fs_iovcreate";
+      r = hf3fs_iovcreate(&hold->iov, mount.c_str(), size, bs, numa);
+    }
     if (r < 0) {
-      delete iov;
-      errno_error(info.Env(), -r, "hf3fs_iovcreate").ThrowAsJavaScriptException();
+      hold->iov.iovh = nullptr;  // nothing to destroy
+      hold->iov.base = nullptr;
+      errno_error(info.Env(), -r, fn).ThrowAsJavaScriptException();
       return;
     }
-    iov_ = iov;
+    hold_ = std::move(hold);
     state_->iovs.insert(this);
   }
   ~Iov() override { release(); }
-  hf3fs_iov *get() const { return iov_; }
+  hf3fs_iov *get() const { return hold_ ? &hold_->iov : nullptr; }
 
  public:
-  // Destroy the iov. After this the wrapper never touches the env state again.
+  // Drop the wrapper's share of the iov (destroyed once no view holds it either). After this the
+  // wrapper never touches the env state again.
   void release() {
-    if (!iov_) return;
+    if (!hold_) return;
     state_->iovs.erase(this);
-    hf3fs_iovdestroy(iov_);
-    delete iov_;
-    iov_ = nullptr;
+    hold_.reset();
   }
  private:
   bool live(const Napi::CallbackInfo &info) {
-    if (iov_) return true;
+    if (hold_) return true;
     Napi::Error::New(info.Env(), "the iov was destroyed").ThrowAsJavaScriptException();
     return false;
   }
@@ -84,39 +102,58 @@ class Iov : public Napi::ObjectWrap<Iov> {
     release();
     return info.Env().Undefined();
   }
+  // view() -> an ArrayBuffer over the whole iov, without a copy. It keeps the iov's memory mapped
+  // until it is garbage collected, even after destroy(). One per thread: never transfer it.
+  Napi::Value View(const Napi::CallbackInfo &info) {
+    if (!live(info)) return info.Env().Undefined();
+    auto *keep = new std::shared_ptr<IovHold>(hold_);
+    return Napi::ArrayBuffer::New(info.Env(), hold_->iov.base, hold_->iov.size,
+                                  [](Napi::Env, void *, std::shared_ptr<IovHold> *k) { delete k; }, keep);
+  }
+  // unlink(): hf3fs_iovunlink (removes the iov's name; the memory stays usable).
+  Napi::Value Unlink(const Napi::CallbackInfo &info) {
+    if (!live(info)) return info.Env().Undefined();
+    hf3fs_iovunlink(&hold_->iov);
+    return info.Env().Undefined();
+  }
   // copyOut(offset, length) -> Buffer (a copy; bounds checked by the caller and here)
   Napi::Value CopyOut(const Napi::CallbackInfo &info) {
     if (!live(info)) return info.Env().Undefined();
+    hf3fs_iov *iov = get();
     auto off = size_t(info[0].As<Napi::Number>().Int64Value());
     auto len = size_t(info[1].As<Napi::Number>().Int64Value());
-    if (off > iov_->size || len > iov_->size - off) {
+    if (off > iov->size || len > iov->size - off) {
       Napi::RangeError::New(info.Env(), "range outside the iov").ThrowAsJavaScriptException();
       return info.Env().Undefined();
     }
-    return Napi::Buffer<uint8_t>::Copy(info.Env(), iov_->base + off, len);
+    return Napi::Buffer<uint8_t>::Copy(info.Env(), iov->base + off, len);
   }
   // copyIn(offset, Uint8Array)
   Napi::Value CopyIn(const Napi::CallbackInfo &info) {
     if (!live(info)) return info.Env().Undefined();
+    hf3fs_iov *iov = get();
     auto off = size_t(info[0].As<Napi::Number>().Int64Value());
     auto src = info[1].As<Napi::Uint8Array>();
-    if (off > iov_->size || src.ByteLength() > iov_->size - off) {
+    if (off > iov->size || src.ByteLength() > iov->size - off) {
       Napi::RangeError::New(info.Env(), "range outside the iov").ThrowAsJavaScriptException();
       return info.Env().Undefined();
     }
-    memcpy(iov_->base + off, src.Data(), src.ByteLength());
+    memcpy(iov->base + off, src.Data(), src.ByteLength());
     return info.Env().Undefined();
   }
   Napi::Value Id(const Napi::CallbackInfo &info) {
     if (!live(info)) return info.Env().Undefined();
-    return Napi::Buffer<uint8_t>::Copy(info.Env(), reinterpret_cast<uint8_t *>(iov_->id), 16);
+    return Napi::Buffer<uint8_t>::Copy(info.Env(), reinterpret_cast<uint8_t *>(get()->id), 16);
   }
   Napi::Value Size(const Napi::CallbackInfo &info) {
-    return Napi::Number::New(info.Env(), iov_ ? double(iov_->size) : 0);
+    return Napi::Number::New(info.Env(), hold_ ? double(hold_->iov.size) : 0);
+  }
+  Napi::Value BlockSize(const Napi::CallbackInfo &info) {
+    return Napi::Number::New(info.Env(), hold_ ? double(hold_->iov.block_size) : 0);
   }
 
   EnvState *state_ = nullptr;
-  hf3fs_iov *iov_ = nullptr;
+  std::shared_ptr<IovHold> hold_;  // null once released
 };
 
 
@@ -238,7 +275,8 @@ class Ior : public Napi::ObjectWrap<Ior> {
 
 void EnvState::Cleanup(void *p) {
   auto *s = static_cast<EnvState *>(p);
-  // Rings first: their I/O may target the iovs.
+  // Pumps and rings first: their I/O may target the iovs.
+  for (Owned *o : std::set<Owned *>(s->owned)) o->release();
   for (Ior *r : std::set<Ior *>(s->iors)) r->release();
   for (Iov *v : std::set<Iov *>(s->iovs)) v->release();
   delete s;
@@ -286,9 +324,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("iorSize", Napi::Function::New(env, IorSize, "iorSize"));
   exports.Set("agentStats", Napi::Function::New(env, AgentStats, "agentStats"));
   exports.Set("version", Napi::Function::New(env, Version, "version"));
+  RegisterPump(env, exports, state);
   return exports;
 }
 
-}  // namespace
+}  // namespace usrbio_addon
 
-NODE_API_MODULE(usrbio, Init)
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) { return usrbio_addon::Init(env, exports); }
+NODE_API_MODULE(usrbio, InitAddon)

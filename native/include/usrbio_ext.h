@@ -32,6 +32,19 @@ int usrbio_iov_memreg_state(const struct hf3fs_iov *iov, char *reason, size_t re
  * -errno when it is neither (e.g. -ENOENT). */
 int usrbio_mount_kind(const char *mount_point);
 
+/* Completion wake-ups of a ring, for a client that reaps without blocking (hf3fs_wait_for_ios
+ * with min_results 0) and sleeps on its own terms. The ring's semaphore is posted once per
+ * completed batch by whoever executes the ring, and by usrbio_ior_wake.
+ *
+ * usrbio_ior_drain consumes pending posts without blocking and returns how many it took; call it
+ * before reaping, so that a later usrbio_ior_sleep waits only for what comes after the reap.
+ * usrbio_ior_sleep waits until the semaphore is posted or timeout_us passes: 0 when woken,
+ * -ETIMEDOUT, -EINTR, -EINVAL. usrbio_ior_wake posts it (thread-safe; any thread of the process):
+ * 0 or -EINVAL. All three take a ring made by hf3fs_iorcreate* or hf3fs_iorwrap, still alive. */
+int usrbio_ior_drain(const struct hf3fs_ior *ior);
+int usrbio_ior_sleep(const struct hf3fs_ior *ior, long timeout_us);
+int usrbio_ior_wake(const struct hf3fs_ior *ior);
+
 #ifdef __cplusplus
 }
 #endif

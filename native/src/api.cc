@@ -258,6 +258,34 @@ USRBIO_API int hf3fs_wait_for_ios(const hf3fs_ior *ior, hf3fs_cqe *cqes, int cqe
   return guard(-ENOMEM, [&] { return static_cast<ClientRing *>(ior->iorh)->wait(cqes, cqec, min_results, abs_timeout); });
 }
 
+USRBIO_API int usrbio_ior_drain(const hf3fs_ior *ior) {
+  if (!ior || !ior->iorh) return -EINVAL;
+  sem_t *sem = static_cast<ClientRing *>(ior->iorh)->v.sem();
+  int n = 0;
+  while (n < INT_MAX && sem_trywait(sem) == 0) n++;
+  return n;
+}
+
+USRBIO_API int usrbio_ior_sleep(const hf3fs_ior *ior, long timeout_us) {
+  if (!ior || !ior->iorh || timeout_us < 0) return -EINVAL;
+  timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += timeout_us / 1000000;
+  until.tv_nsec += (timeout_us % 1000000) * 1000;
+  if (until.tv_nsec >= 1000000000L) {
+    until.tv_sec++;
+    until.tv_nsec -= 1000000000L;
+  }
+  if (sem_timedwait(static_cast<ClientRing *>(ior->iorh)->v.sem(), &until) == 0) return 0;
+  return -errno;
+}
+
+USRBIO_API int usrbio_ior_wake(const hf3fs_ior *ior) {
+  if (!ior || !ior->iorh) return -EINVAL;
+  sem_post_untrusted(static_cast<ClientRing *>(ior->iorh)->v.sem());
+  return 0;
+}
+
 USRBIO_API int hf3fs_hardlink(const char *target, const char *link_name) {
   if (!target || !link_name) return EINVAL;
   return guard(ENOMEM, [&]() -> int {
