@@ -1,4 +1,5 @@
 // The native binding, loaded once per thread, with the C API's errors turned into typed errors.
+import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { libDir } from './paths';
 import { boolean, float64Array, integer, path } from './validate';
@@ -6,6 +7,7 @@ import { boolean, float64Array, integer, path } from './validate';
 interface NativeIov {
   readonly id: Buffer;
   readonly size: number;
+  view(): ArrayBuffer;
   copyOut(offset: number, length: number): Buffer;
   copyIn(offset: number, data: Uint8Array): void;
   destroy(): void;
@@ -29,8 +31,19 @@ export interface AgentStats {
   errors: number;
   inflight: number;
 }
+/** The worker side of an engine channel (native/addon/pump.cc). @internal */
+export interface NativePump {
+  attach(header: Int32Array, sq: Float64Array, cq: Float64Array, cancel: Int32Array, channelId: number): void;
+  step(maxMs: number, idleMs: number): number;
+  detach(): void;
+  destroy(): void;
+}
 interface Binding {
-  Iov: new (mount: string, size: number, blockSize: number, numa: number) => NativeIov;
+  Iov: new (mount: string, size: number, blockSize: number, numa: number, id?: Buffer) => NativeIov;
+  Pump: new (mount: string, entries: number, ioDepth: number, timeoutMs: number, numa: number, iovId: Uint8Array,
+    iovSize: number) => NativePump;
+  kick(channelId: number): void;
+  fdInfo(fd: number, out: Float64Array): number;
   Ior: new (mount: string, entries: number, forRead: boolean, ioDepth: number, timeoutMs: number, numa: number,
     flags: number) => NativeIor;
   regFd(fd: number): number;
@@ -50,19 +63,22 @@ export class UsrbioError extends Error {
   readonly code: string;
   readonly errno: number;
   readonly syscall: string;
-  constructor(message: string, code: string, errno: number, syscall: string) {
+  /** The argument the error is about ("fd", "length", ...), when one is. */
+  readonly argument?: string;
+  constructor(message: string, code: string, errno: number, syscall: string, argument?: string) {
     super(message);
     this.name = 'UsrbioError';
     this.code = code;
     this.errno = errno;
     this.syscall = syscall;
+    if (argument !== undefined) this.argument = argument;
   }
 }
 
-const errnoNames: Record<number, string> = {
-  1: 'EPERM', 2: 'ENOENT', 5: 'EIO', 9: 'EBADF', 11: 'EAGAIN', 12: 'ENOMEM', 13: 'EACCES', 17: 'EEXIST',
-  20: 'ENOTDIR', 22: 'EINVAL', 24: 'EMFILE', 28: 'ENOSPC', 61: 'ENODATA',
-};
+// errno number -> name, from the platform's table (EAGAIN wins over its alias EWOULDBLOCK, etc.)
+const errnoNames: Record<number, string> = {};
+for (const [name, no] of Object.entries(osConstants.errno).reverse()) errnoNames[no] = name;
+for (const name of ['EAGAIN', 'ENOTSUP', 'EDEADLK'] as const) errnoNames[osConstants.errno[name]] = name;
 
 /** The errno name of a positive errno value ("EINVAL"), or "E<number>". */
 export function errnoName(errno: number): string {

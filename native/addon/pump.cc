@@ -199,7 +199,7 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
   // detach(): finish the I/O in flight (its completions are published), stop serving the
   // channel and mark it detached. Unsubmitted requests stay in the SQ for the next pump.
   Napi::Value Detach(const Napi::CallbackInfo &info) {
-    if (!live(info) || !hdr_) return info.Env().Undefined();
+    if (!live_ || !hdr_) return info.Env().Undefined();  // also after the env cleanup released it
     while (inflight_[0] || inflight_[1]) {
       if (!reap(0) && !reap(1)) usrbio_ior_sleep(inflight_[0] ? &rings_[0] : &rings_[1], 1000);
     }
@@ -286,14 +286,10 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
 
   // step(maxMs, idleMs) -> completions published (> 0), 0 when maxMs passed without any, or -1
   // when the channel has been idle (nothing queued or in flight) for idleMs: the state is then
-  // "exiting" and the caller detaches. Blocks the calling thread at most about maxMs.
+  // "exiting" and the caller detaches. Also -1 when not attached or released. Blocks the calling thread at most about maxMs.
   Napi::Value Step(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
-    if (!live(info)) return env.Undefined();
-    if (!hdr_) {
-      Napi::Error::New(env, "the pump is not attached").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
+    if (!live_ || !hdr_) return Napi::Number::New(env, -1);  // released (thread exiting) or detached
     const uint64_t t0 = now_ns();
     const uint64_t deadline = t0 + uint64_t(info[0].As<Napi::Number>().Int64Value()) * 1000000ull;
     const uint64_t idle_ns = uint64_t(info[1].As<Napi::Number>().Int64Value()) * 1000000ull;

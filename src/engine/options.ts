@@ -1,0 +1,65 @@
+// Engine options: validated and defaulted at the edge, every message naming the option.
+import { availableParallelism } from 'node:os';
+import { integer, path } from '../validate';
+import { UNIT } from './alloc';
+
+export interface EngineOptions {
+  /** Mount point the rings and iov are created for: a 3FS mount, or any local directory. Default "/". */
+  mount?: string;
+  /** Worker threads, each owning a read ring and a write ring. Default 1 (2 with 8+ CPUs). */
+  workers?: number;
+  /** Entries per ring, a power of two from 2 to 65536; also each worker's request queue. Default 1024. */
+  ringEntries?: number;
+  /** Ring io_depth: 0 submits everything pending, -n at most n per batch. Default 0. */
+  ioDepth?: number;
+  /** Ring timeout in ms (flushes a partial batch when ioDepth < 0). Default 0. */
+  timeoutMs?: number;
+  /** NUMA node for the iov and rings, -1 for none. Default -1. */
+  numa?: number;
+  /** Shared-memory data buffer in bytes, a multiple of 4096; bounds a single request. Default 64 MiB. */
+  iovBytes?: number;
+  /** Requests in flight (admitted and not completed), engine-wide. Default workers * ringEntries. */
+  maxInflight?: number;
+  /** Bytes in flight, engine-wide. Default iovBytes. */
+  maxInflightBytes?: number;
+  /** Requests waiting for admission; beyond it requests fail with EAGAIN. Default 65536. */
+  maxQueued?: number;
+  /** A worker's pump returns to its thread's event loop after this many ms idle. Default 50. */
+  idleMs?: number;
+}
+
+export type ResolvedOptions = Required<EngineOptions>;
+
+const KNOWN = new Set([
+  'mount', 'workers', 'ringEntries', 'ioDepth', 'timeoutMs', 'numa', 'iovBytes', 'maxInflight',
+  'maxInflightBytes', 'maxQueued', 'idleMs',
+]);
+const MiB = 1 << 20;
+
+/** Validate `options` and fill in defaults; throws TypeError/RangeError naming the option. */
+export function resolveOptions(options: EngineOptions | undefined): ResolvedOptions {
+  if (options === undefined) options = {};
+  if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+  for (const k of Object.keys(options)) if (!KNOWN.has(k)) throw new TypeError(`unknown option ${JSON.stringify(k)}`);
+  const o = options;
+  const mount = o.mount === undefined ? '/' : path('options.mount', o.mount);
+  const workers = o.workers === undefined ? (availableParallelism() >= 8 ? 2 : 1) : integer('options.workers', o.workers, 1, 64);
+  const ringEntries = o.ringEntries === undefined ? 1024 : integer('options.ringEntries', o.ringEntries, 2, 65536);
+  if (ringEntries & (ringEntries - 1)) throw new RangeError(`options.ringEntries must be a power of two, got ${ringEntries}`);
+  if (o.ioDepth !== undefined && typeof o.ioDepth === 'number' && o.ioDepth > 0) {
+    throw new RangeError(`options.ioDepth must be between ${-ringEntries} and 0, got ${o.ioDepth} ` +
+      '(a positive depth waits for exactly that many requests and would stall the engine)');
+  }
+  const ioDepth = o.ioDepth === undefined ? 0 : integer('options.ioDepth', o.ioDepth, -ringEntries, 0);
+  const timeoutMs = o.timeoutMs === undefined ? 0 : integer('options.timeoutMs', o.timeoutMs, 0, 2 ** 31 - 1);
+  const numa = o.numa === undefined ? -1 : integer('options.numa', o.numa, -1, 1023);
+  const iovBytes = o.iovBytes === undefined ? 64 * MiB : integer('options.iovBytes', o.iovBytes, UNIT, 2 ** 40);
+  if (iovBytes % UNIT) throw new RangeError(`options.iovBytes must be a multiple of ${UNIT}, got ${iovBytes}`);
+  const maxInflight = o.maxInflight === undefined ? workers * ringEntries
+    : integer('options.maxInflight', o.maxInflight, 1, workers * ringEntries);
+  const maxInflightBytes = o.maxInflightBytes === undefined ? iovBytes
+    : integer('options.maxInflightBytes', o.maxInflightBytes, UNIT, iovBytes);
+  const maxQueued = o.maxQueued === undefined ? 65536 : integer('options.maxQueued', o.maxQueued, 0, 2 ** 30);
+  const idleMs = o.idleMs === undefined ? 50 : integer('options.idleMs', o.idleMs, 0, 60000);
+  return { mount, workers, ringEntries, ioDepth, timeoutMs, numa, iovBytes, maxInflight, maxInflightBytes, maxQueued, idleMs };
+}

@@ -1,0 +1,89 @@
+// IovView: a Buffer over engine iov memory, handed out without a copy. Its owner releases it
+// explicitly, with `using`, or (safety net) when it is garbage collected.
+
+/** What a view returns its space to. */
+export interface ViewOwner {
+  /** Give back `units` units at `start`; called exactly once per owning view. */
+  releaseSpace(start: number, units: number): void;
+}
+
+const registry = new FinalizationRegistry<{ owner: ViewOwner; start: number; units: number }>((h) =>
+  h.owner.releaseSpace(h.start, h.units),
+);
+
+/**
+ * A Buffer (Buffer.isBuffer() is true) over shared memory of an engine's iov. The bytes stay
+ * valid until release(); afterwards the space is reused by later requests. Slices and subarrays
+ * keep their parent alive, so garbage collection never frees space a slice still shows.
+ */
+export class IovView extends Uint8Array {
+  #owner: ViewOwner | null = null; // null: does not own space (a slice, or released)
+  #start = 0;
+  #units = 0;
+  #token: object | null = null;
+  #parent: IovView | null = null; // keeps the owning view alive for slices
+
+  /** @internal Make an owning view of `length` bytes at `byteOffset` of `buffer`. */
+  static own(owner: ViewOwner, buffer: ArrayBuffer, byteOffset: number, length: number, start: number,
+    units: number): IovBuffer {
+    const v = new IovView(buffer, byteOffset, length);
+    v.#owner = owner;
+    v.#start = start;
+    v.#units = units;
+    const token = { owner, start, units };
+    v.#token = token;
+    registry.register(v, token, token);
+    return v as unknown as IovBuffer;
+  }
+
+  /** True once this view (or, for a slice, its parent) has been released. */
+  get released(): boolean {
+    if (this.#parent) return this.#parent.released;
+    return this.#token === null && this.#units !== 0;
+  }
+
+  /** The iov space this view owns, for zero-copy writes: [start unit, units], or null. @internal */
+  get space(): { owner: ViewOwner; start: number; units: number } | null {
+    if (this.#parent) return this.#parent.space;
+    return this.#owner ? { owner: this.#owner, start: this.#start, units: this.#units } : null;
+  }
+
+  /** Give the space back to the engine now. Idempotent; a slice releases nothing. */
+  release(): void {
+    const owner = this.#owner;
+    if (!owner) return;
+    this.#owner = null;
+    registry.unregister(this.#token!);
+    this.#token = null;
+    owner.releaseSpace(this.#start, this.#units);
+  }
+
+  [Symbol.dispose](): void {
+    this.release();
+  }
+
+  /** A view of part of this one that keeps this one alive (no copy). */
+  subarray(begin?: number, end?: number): IovView {
+    const u = Uint8Array.prototype.subarray.call(this, begin, end) as Uint8Array;
+    const v = new IovView(u.buffer as ArrayBuffer, u.byteOffset, u.length);
+    v.#parent = this.#parent ?? this;
+    return v;
+  }
+
+  /** Same as subarray (Buffer semantics: no copy). */
+  slice(begin?: number, end?: number): IovView {
+    return this.subarray(begin, end);
+  }
+
+  static get [Symbol.species](): Uint8ArrayConstructor {
+    return Uint8Array;
+  }
+}
+Object.setPrototypeOf(IovView.prototype, Buffer.prototype);
+
+/** A Buffer over iov memory with release() and Symbol.dispose. */
+export type IovBuffer = Buffer & {
+  release(): void;
+  readonly released: boolean;
+  [Symbol.dispose](): void;
+};
