@@ -112,15 +112,20 @@ export class Channel {
     return Atomics.load(this.arrays.header, STATE);
   }
 
-  /** Hand every completion in the CQ to `done(id, result)`; returns how many. */
-  drain(done: (id: number, result: number) => void): number {
+  /** True when the CQ holds completions not yet drained. */
+  get completions(): boolean {
+    return Atomics.load(this.arrays.header, CQ_TAIL) !== this.#cqHead;
+  }
+
+  /** Hand up to `max` completions from the CQ to `done(id, result)`; returns how many. */
+  drain(done: (id: number, result: number) => void, max: number): number {
     const h = this.arrays.header;
     const tail = Atomics.load(h, CQ_TAIL);
     let head = this.#cqHead;
     if (head === tail) return 0;
     const cq = this.arrays.cq;
     let n = 0;
-    while (head !== tail) {
+    while (head !== tail && n < max) {
       const b = (head & this.#mask) * CQ_FIELDS;
       head = (head + 1) | 0;
       n++;

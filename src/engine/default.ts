@@ -50,9 +50,10 @@ export function alloc(size: number): IovBuffer {
   return engineFor().alloc(size);
 }
 
-/** Counters of the default engine (see Engine.stats); zeros before first use. */
-export function stats(): EngineStats {
-  return engineFor().stats();
+/** Counters of the default engine for local files (see Engine.stats); null before its first use. */
+export function stats(): EngineStats | null {
+  const e = engines.get('/');
+  return e && !e.closed ? e.stats() : null;
 }
 
 /** Close every default engine (see Engine.close); the next call starts a new one. */

@@ -68,6 +68,7 @@ const P_READ = 1;
 const P_WRITE = 2;
 const S_READ = 3;
 const S_WRITE = 4;
+const DRAIN_CHUNK = 32; // completions taken per event-loop turn
 const MAX_FAILURES = 3; // consecutive pump failures before a worker is given up
 const RECOVER_POLL_MS = 2;
 const RECOVER_MAX_MS = 30000;
@@ -585,14 +586,14 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     poll();
   }
 
-  // Arm the completion wait: one waitAsync on #notify while anything is outstanding.
+  // Arm the completion wait while anything is in flight: completions already in a CQ are taken
+  // on the next turn of the event loop, else one waitAsync on #notify (bumped once per batch).
   #arm(): void {
     if (this.#armed || this.#inflight === 0) return;
     this.#armed = true;
     const seen = Atomics.load(this.#notify, 0);
-    this.#drainAll();
-    if (this.#inflight === 0) {
-      this.#armed = false;
+    if (this.#pendingCompletions()) {
+      setImmediate(this.#onNotify);
       return;
     }
     const w = Atomics.waitAsync(this.#notify, 0, seen);
@@ -600,18 +601,26 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     else queueMicrotask(this.#onNotify);
   }
 
+  // Take at most DRAIN_CHUNK completions per turn: the requests their callers issue in reaction
+  // go to the workers before the next chunk is taken, so the workers and this thread overlap.
   #onNotify = (): void => {
     this.#armed = false;
-    this.#drainAll();
+    this.#drainAll(DRAIN_CHUNK);
     this.#arm();
   };
 
-  #drainAll(): number {
+  #pendingCompletions(): boolean {
+    const cs = this.#channels;
+    for (let i = 0; i < cs.length; i++) if (!this.#recovering[i] && cs[i].completions) return true;
+    return false;
+  }
+
+  #drainAll(max = Infinity): number {
     let n = 0;
     const cs = this.#channels;
-    for (let i = 0; i < cs.length; i++) {
+    for (let i = 0; i < cs.length && n < max; i++) {
       if (this.#recovering[i]) continue;
-      const k = cs[i].drain(this.#complete);
+      const k = cs[i].drain(this.#complete, max - n);
       this.#wCompleted[i] += k;
       n += k;
     }

@@ -116,7 +116,8 @@ export class CompletionStream implements AsyncIterableIterator<Completion>, Asyn
     if (this.#error !== null) return this.#throw();
     if (this.#readyHead < this.#ready.length) {
       const value = this.#take();
-      this.#fill();
+      // Refill in bulk once half the window is free: one flush carries many requests.
+      if (this.#buffered() <= this.#window >> 1) this.#fill();
       return Promise.resolve({ value, done: false });
     }
     this.#fill();
@@ -204,7 +205,7 @@ export class CompletionStream implements AsyncIterableIterator<Completion>, Asyn
     if (this.#readyHead < this.#ready.length) {
       this.#waiter = null;
       w.resolve({ value: this.#take(), done: false });
-      this.#fill();
+      if (this.#buffered() <= this.#window >> 1) this.#fill();
     } else if (this.#sourceDone && this.#outstanding === 0 && !this.#pulling) {
       this.#waiter = null;
       this.#end();
