@@ -6,6 +6,7 @@ import EventEmitter from 'eventemitter3';
 import PQueue from 'p-queue';
 import { Piscina } from 'piscina';
 import { join } from 'node:path';
+import type { Worker } from 'node:worker_threads';
 import { Iov, UsrbioError, wrapNative } from '../native';
 import { packageRoot } from '../paths';
 import { IovAllocator, UNIT } from './alloc';
@@ -69,6 +70,7 @@ const P_WRITE = 2;
 const S_READ = 3;
 const S_WRITE = 4;
 const DRAIN_CHUNK = 32; // completions taken per event-loop turn
+const EMPTY = new Uint8Array(new ArrayBuffer(0));
 const MAX_FAILURES = 3; // consecutive pump failures before a worker is given up
 const RECOVER_POLL_MS = 2;
 const RECOVER_MAX_MS = 30000;
@@ -97,8 +99,8 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
   /** The validated options, defaults filled in. */
   readonly options: Readonly<ResolvedOptions>;
   #iov: Iov; // the data buffer; destroyed by close() (its memory lives on while views do)
-  #ab: ArrayBuffer; // this thread's view of the iov
-  #u8: Uint8Array;
+  #ab: ArrayBuffer; // this thread's view of the iov (dropped by close: views keep their own)
+  #u8: Uint8Array<ArrayBuffer>;
   #alloc: IovAllocator;
   #pool: Piscina;
   #channels: Channel[]; // one per worker; a pump task serves a channel
@@ -196,6 +198,11 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
   /** Largest single request in bytes (the iov size). */
   get maxRequestBytes(): number {
     return this.options.iovBytes;
+  }
+
+  /** The worker threads (piscina's), for inspection; terminating one is handled as a crash. */
+  get threads(): readonly Worker[] {
+    return this.#pool.threads;
   }
 
   /** True once close() was called. */
@@ -307,6 +314,8 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
       this.#destroyed = true;
       await this.#pool.destroy();
       this.#iov.destroy();
+      this.#u8 = EMPTY; // the iov's memory goes once no view holds it
+      this.#ab = EMPTY.buffer;
       releaseAll(this);
       this.emit('close');
     })();

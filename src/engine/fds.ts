@@ -45,7 +45,7 @@ export function useFd(fd: number, user: object, write: boolean, tick: number): v
     if (r < 0 || info[0] !== rec.dev || info[1] !== rec.ino) {
       binding.deregFd(fd);
       records.delete(fd);
-      if (r < 0) throw fdError(fd, -r, 'not open');
+      if (r < 0) throw fdError(fd, -r, r === -22 ? 'not a regular file or block device' : 'not open');
       const users = rec.users;
       rec = register(fd, user);
       for (const u of users) rec.users.add(u);

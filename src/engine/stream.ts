@@ -255,7 +255,7 @@ export class CompletionStream implements AsyncIterableIterator<Completion>, Asyn
       this.#host.streamRequest(this, seq, req, this.#signal);
       return true;
     } catch (e) {
-      if ((e as Error)?.name === 'UsrbioError') {
+      if ((e as Error)?.name === 'UsrbioError' && (e as UsrbioError).code !== 'ECLOSED') {
         // A bad fd and the like: that request fails, the stream goes on.
         this.complete(seq, req?.tag, -((e as UsrbioError).errno || 22), null, e as Error);
         return true;
