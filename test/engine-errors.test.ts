@@ -76,11 +76,25 @@ t.test('fd faults: closed, reused, not a file, wrong mode; kernel I/O errors', a
   t.equal(fd2, fd1, 'the number was reused');
   await new Promise((r) => setImmediate(r));
   t.equal((await e.read(fd2, 0, 4)).toString(), 'bbbb', 'reads the new file, not the old one');
+  // closed and the number reused before the engine noticed: the new file is read
+  t.equal((await e.read(fd2, 0, 4)).toString(), 'bbbb');
+  closeSync(fd2);
+  const fd3 = openSync(a, 'r');
+  t.equal(fd3, fd2, 'the number was reused again');
+  t.equal((await e.read(fd3, 0, 4)).toString(), 'aaaa', 'reads the file now behind the number');
+  closeSync(fd3);
+  const fd4 = openSync(dir, 'r');
+  t.equal(fd4, fd3);
+  await t.rejects(e.read(fd4, 0, 4), { code: 'EINVAL', argument: 'fd', message: /not a regular file/ }, 'now a directory');
+  closeSync(fd4);
+  const fd5 = openSync(b, 'r');
+  t.equal(fd5, fd4);
+  t.equal((await e.read(fd5, 0, 4)).toString(), 'bbbb');
   // renaming does not matter: the fd names the same inode
   renameSync(b, b + '2');
   await new Promise((r) => setImmediate(r));
-  t.equal((await e.read(fd2, 0, 4)).toString(), 'bbbb');
-  closeSync(fd2);
+  t.equal((await e.read(fd5, 0, 4)).toString(), 'bbbb');
+  closeSync(fd5);
   // not a regular file
   const dfd = openSync(dir, 'r');
   await t.rejects(e.read(dfd, 0, 4), { code: 'EINVAL', argument: 'fd', message: /not a regular file/ });

@@ -141,3 +141,53 @@ t.test('abort mid-stream and break: outstanding requests cancelled, space return
   t.equal(e.stats().iovFreeBytes, e.stats().iovBytes, 'buffered completions were released');
   await e.close();
 });
+
+t.test('a waiting consumer sees aborts and the end of a slow source; streams queue behind limits', async (t) => {
+  const f = dataFile(t, MiB);
+  const e = createEngine({ iovBytes: MiB, maxInflight: 2, ringEntries: 2, maxQueued: 1 });
+  const ac = new AbortController();
+  async function* stalled() {
+    yield { fd: f.fd, offset: 0, length: 1 };
+    await new Promise(() => undefined);
+  }
+  setTimeout(() => ac.abort(), 30);
+  await t.rejects((async () => { for await (const c of e.stream(stalled(), { signal: ac.signal })) c.data?.release(); })(),
+    { name: 'AbortError' }, 'abort reaches a consumer waiting on the source');
+  async function* slow() {
+    yield { fd: f.fd, offset: 0, length: 1 };
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  let n = 0;
+  for await (const c of e.stream(slow())) {
+    c.data?.release();
+    n++;
+  }
+  t.equal(n, 1, 'the end reaches a consumer waiting on the source');
+  await e.close();
+  // Views still held fill the iov: stream requests wait for admission, beyond maxQueued they fail.
+  const e2 = createEngine({ iovBytes: 16384, maxQueued: 1 });
+  const held = await Promise.all([0, 1, 2, 3].map((i) => e2.read(f.fd, i * 4096, 4096)));
+  const reqs = Array.from({ length: 6 }, (_, i) => ({ fd: f.fd, offset: i, length: 1, tag: i }));
+  setTimeout(() => held.forEach((v) => v.release()), 20);
+  const res = await e2.batch(reqs);
+  t.same(res.map((c) => c.result), [1, -11, -11, -11, -11, -11]);
+  t.match(res[1].error, { code: 'EAGAIN', argument: 'maxQueued' });
+  res.forEach((c) => c.data?.release());
+  // Aborting a stream whose request waits for admission.
+  const held2 = await Promise.all([0, 1, 2, 3].map((i) => e2.read(f.fd, i * 4096, 4096)));
+  const ac2 = new AbortController();
+  const st = e2.stream(reqs.slice(0, 1), { signal: ac2.signal });
+  const first = st.next();
+  t.equal(e2.stats().queued, 1);
+  ac2.abort();
+  await t.rejects(first, { name: 'AbortError' });
+  t.equal(e2.stats().queued, 0);
+  // A waiting stream request cancelled by close({ cancel: true }).
+  const st2 = e2.stream(reqs.slice(0, 1));
+  const p2 = st2.next();
+  const closing = e2.close({ cancel: true });
+  t.match(await p2, { done: false, value: { tag: 0, result: -125, error: { name: 'AbortError' } } });
+  held2.forEach((v) => v.release());
+  await closing;
+});
+

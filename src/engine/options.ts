@@ -43,7 +43,7 @@ export function resolveOptions(options: EngineOptions | undefined): ResolvedOpti
   for (const k of Object.keys(options)) if (!KNOWN.has(k)) throw new TypeError(`unknown option ${JSON.stringify(k)}`);
   const o = options;
   const mount = o.mount === undefined ? '/' : path('options.mount', o.mount);
-  const workers = o.workers === undefined ? (availableParallelism() >= 8 ? 2 : 1) : integer('options.workers', o.workers, 1, 64);
+  const workers = o.workers === undefined ? Math.min(2, Math.max(1, availableParallelism() >> 2)) : integer('options.workers', o.workers, 1, 64);
   const ringEntries = o.ringEntries === undefined ? 1024 : integer('options.ringEntries', o.ringEntries, 2, 65536);
   if (ringEntries & (ringEntries - 1)) throw new RangeError(`options.ringEntries must be a power of two, got ${ringEntries}`);
   if (o.ioDepth !== undefined && typeof o.ioDepth === 'number' && o.ioDepth > 0) {

@@ -146,6 +146,7 @@ export class CompletionStream implements AsyncIterableIterator<Completion>, Asyn
   /** @internal The engine: request `seq` finished. */
   complete(seq: number, tag: unknown, result: number, data: IovBuffer | null, error: Error | null): void {
     this.#outstanding--;
+    /* c8 ignore next 4: an ended stream's requests are cancelled, so they complete without data */
     if (this.#finished) {
       data?.release();
       return;

@@ -42,12 +42,6 @@ export class IovView extends Uint8Array {
     return this.#token === null && this.#units !== 0;
   }
 
-  /** The iov space this view owns, for zero-copy writes: [start unit, units], or null. @internal */
-  get space(): { owner: ViewOwner; start: number; units: number } | null {
-    if (this.#parent) return this.#parent.space;
-    return this.#owner ? { owner: this.#owner, start: this.#start, units: this.#units } : null;
-  }
-
   /** Give the space back to the engine now. Idempotent; a slice releases nothing. */
   release(): void {
     const owner = this.#owner;
