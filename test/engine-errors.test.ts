@@ -115,6 +115,9 @@ t.test('fd faults: closed, reused, not a file, wrong mode; kernel I/O errors', a
   t.ok(err instanceof UsrbioError, 'rejects with a UsrbioError');
   t.match(err, { code: 'EIO', errno: 5, syscall: 'read' });
   t.equal(e.stats().failed, 1, 'counted as failed');
+  const memw = openSync('/proc/self/mem', 'r+');
+  await t.rejects(e.write(memw, 4096, Buffer.from('x')), { name: 'UsrbioError', code: 'EIO', syscall: 'write' });
+  closeSync(memw);
   // the engine keeps serving after the error
   t.equal((await e.read(ro, 0, 4)).toString(), 'aaaa');
   closeSync(mem);

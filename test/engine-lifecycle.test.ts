@@ -57,6 +57,10 @@ t.test('AbortSignal: before, while queued, in flight', async (t) => {
 
 t.test('close() drains what is queued and in flight', async (t) => {
   const f = dataFile(t, 4 * MiB);
+  {
+    await using d = createEngine({ iovBytes: MiB });
+    t.equal((await d.read(f.fd, 0, 3)).length, 3);
+  }
   const e = createEngine({ iovBytes: 4 * MiB, maxInflight: 16, ringEntries: 16 });
   const r = rng(5);
   const offs = Array.from({ length: 500 }, () => r(f.data.length - 4096));
@@ -90,7 +94,11 @@ t.test('close({ cancel: true }) cancels what has not run; nothing leaks', async 
   const ps = Array.from({ length: 300 }, (_, i) => e.read(f.fd, (i * 4096) % (4 * MiB - 4096), 4096)
     .then((v) => { v.release(); return 'ok'; }, (x) => (x instanceof AbortError ? 'aborted' : String(x))));
   const s = e.stream(Array.from({ length: 50 }, (_, i) => ({ fd: f.fd, offset: i, length: 10 })));
+  await new Promise((r) => setImmediate(r)); // the waiting requests are now in admission batches
+  const late = Array.from({ length: 100 }, () => e.read(f.fd, 0, 4096).then((v) => { v.release(); return 'ok'; },
+    (x) => (x instanceof AbortError ? 'aborted' : String(x))));
   await e.close({ cancel: true });
+  t.ok((await Promise.all(late)).every((x) => x === 'ok' || x === 'aborted'));
   const res = await Promise.all(ps);
   t.equal(res.filter((x) => x === 'ok').length + res.filter((x) => x === 'aborted').length, 300, 'each ok or aborted');
   t.ok(res.filter((x) => x === 'aborted').length > 0, 'some were cancelled');

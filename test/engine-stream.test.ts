@@ -157,6 +157,11 @@ t.test('a waiting consumer sees aborts and the end of a slow source; streams que
     yield { fd: f.fd, offset: 0, length: 1 };
     await new Promise((r) => setTimeout(r, 20));
   }
+  const ac3 = new AbortController();
+  const silent = e.stream((async function* () { await new Promise(() => undefined); })(), { signal: ac3.signal });
+  const pending = silent.next();
+  ac3.abort();
+  await t.rejects(pending, { name: 'AbortError' }, 'abort rejects a pending next()');
   let n = 0;
   for await (const c of e.stream(slow())) {
     c.data?.release();

@@ -24,6 +24,7 @@ function register(fd: number, user: object): FdRecord {
   const r = binding.fdInfo(fd, info);
   if (r < 0) throw fdError(fd, -r, r === -22 ? 'not a regular file or block device' : 'cannot use this fd');
   const e = binding.regFd(fd);
+  /* c8 ignore next: fdInfo accepted the fd, so only a full registration table fails here */
   if (e > 0) throw fdError(fd, e, 'registration failed');
   const rec: FdRecord = { dev: info[0], ino: info[1], accmode: info[2], users: new Set([user]), checked: -1 };
   records.set(fd, rec);

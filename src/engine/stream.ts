@@ -45,7 +45,7 @@ export interface StreamOptions {
 
 /** What a stream needs of its engine. */
 export interface StreamHost {
-  streamRequest(stream: CompletionStream, seq: number, req: StreamRequest, signal: AbortSignal | undefined): void;
+  streamRequest(stream: CompletionStream, seq: number, req: StreamRequest): void;
   cancelStream(stream: CompletionStream): void;
 }
 
@@ -253,7 +253,7 @@ export class CompletionStream implements AsyncIterableIterator<Completion>, Asyn
     const seq = this.#issued++;
     this.#outstanding++;
     try {
-      this.#host.streamRequest(this, seq, req, this.#signal);
+      this.#host.streamRequest(this, seq, req); // the stream's own abort listener cancels them all
       return true;
     } catch (e) {
       if ((e as Error)?.name === 'UsrbioError' && (e as UsrbioError).code !== 'ECLOSED') {

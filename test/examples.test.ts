@@ -1,0 +1,15 @@
+// Every example in examples/ runs and reports success.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { root } from './fixtures/native';
+
+for (const [name, expect] of [['read.mjs', /^12800 reads, 0 mismatches$/m], ['stream.mjs', /^copied 20983865 bytes, identical: true$/m]] as const) {
+  t.test(`examples/${name}`, async (t) => {
+    // A plain environment: the examples are user programs, not covered code of the package.
+    const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp' };
+    const p = spawnSync(process.execPath, [join(root, 'examples', name)], { cwd: root, encoding: 'utf8', timeout: 120000, env });
+    t.equal(p.status, 0, p.stderr);
+    t.match(p.stdout, expect);
+  });
+}
