@@ -51,6 +51,7 @@ t.test('bad arguments reject promptly, naming the argument', async (t) => {
   t.throws(() => e.alloc('1' as never), { message: /size must be an integer, got "1"/ });
   const small = createEngine({ iovBytes: MiB, maxInflightBytes: 8192 });
   await t.rejects(small.read(f.fd, 0, 8193), { message: /length must be at most options.maxInflightBytes \(8192\)/ });
+  await t.rejects(small.write(f.fd, 0, Buffer.alloc(8193)), { message: /data.byteLength must be at most options.maxInflightBytes/ });
   await small.close();
   t.equal(e.stats().submitted, 0, 'nothing was submitted');
   await e.close();

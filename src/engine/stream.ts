@@ -207,6 +207,7 @@ export class CompletionStream implements AsyncIterableIterator<Completion>, Asyn
       this.#waiter = null;
       w.resolve({ value: this.#take(), done: false });
       if (this.#buffered() <= this.#window >> 1) this.#fill();
+    /* c8 ignore next 5: an async source ending while the consumer waits; which path sees the end is timing */
     } else if (this.#sourceDone && this.#outstanding === 0 && !this.#pulling) {
       this.#waiter = null;
       this.#end();
