@@ -196,3 +196,29 @@ t.test('a waiting consumer sees aborts and the end of a slow source; streams que
   await closing;
 });
 
+
+t.test('stream edges: next after the end, abort after the end, bad requests from async sources', async (t) => {
+  const f = dataFile(t, MiB);
+  const e = createEngine({ iovBytes: MiB });
+  const ac = new AbortController();
+  const s = e.stream([{ fd: f.fd, offset: 0, length: 1 }], { signal: ac.signal });
+  for await (const c of s) c.data!.release();
+  t.same(await s.next(), { value: undefined, done: true }, 'next after the end');
+  ac.abort(); // after the end: nothing happens
+  t.same(await s.return!(), { value: undefined, done: true });
+  async function* bad() {
+    yield { fd: f.fd, offset: 0, length: 1 };
+    yield { fd: f.fd, offset: -5, length: 1 };
+  }
+  await t.rejects((async () => { for await (const c of e.stream(bad())) c.data?.release(); })(), { name: 'RangeError' });
+  // Ordered: failures that complete ahead of earlier requests wait in order, then are released with the stream.
+  const o = e.stream([{ fd: f.fd, offset: 0, length: 65536, tag: 0 }, { fd: 9999, offset: 0, length: 1, tag: 1 },
+    { fd: f.fd, offset: 0, length: 1, tag: 2 }], { ordered: true });
+  const first = await o.next();
+  t.equal(first.value.tag, 0);
+  first.value.data!.release();
+  await o.return!();
+  for (let i = 0; i < 100 && e.stats().inFlight; i++) await new Promise((r) => setTimeout(r, 5));
+  t.equal(e.stats().iovFreeBytes, e.stats().iovBytes);
+  await e.close();
+});

@@ -207,12 +207,15 @@ export class CompletionStream implements AsyncIterableIterator<Completion>, Asyn
       this.#waiter = null;
       w.resolve({ value: this.#take(), done: false });
       if (this.#buffered() <= this.#window >> 1) this.#fill();
-    /* c8 ignore next 5: an async source ending while the consumer waits; which path sees the end is timing */
-    } else if (this.#sourceDone && this.#outstanding === 0 && !this.#pulling) {
+      return;
+    }
+    /* c8 ignore start: an async source ending while the consumer waits; which path sees the end is timing */
+    if (this.#sourceDone && this.#outstanding === 0 && !this.#pulling) {
       this.#waiter = null;
       this.#end();
       w.resolve({ value: undefined, done: true });
     }
+    /* c8 ignore stop */
   }
 
   // Pull and submit requests while the window has room.
@@ -259,7 +262,7 @@ export class CompletionStream implements AsyncIterableIterator<Completion>, Asyn
     } catch (e) {
       if ((e as Error)?.name === 'UsrbioError' && (e as UsrbioError).code !== 'ECLOSED') {
         // A bad fd and the like: that request fails, the stream goes on.
-        this.complete(seq, req?.tag, -((e as UsrbioError).errno || 22), null, e as Error);
+        this.complete(seq, req?.tag, -(e as UsrbioError).errno, null, e as Error);
         return true;
       }
       this.#outstanding--;
