@@ -817,6 +817,29 @@ t.test('errno names and UsrbioError', async (t) => {
   t.equal(new UsrbioError('m', 'EIO', 5, 'f').argument, undefined);
 });
 
+t.test('examples/lowlevel.mjs runs against dist/ and checks every byte it read', async (t) => {
+  ensureDist(t);
+  const example = join(root, 'examples', 'lowlevel.mjs');
+  const line = /^read 64 x 64 KiB at random offsets in 4 batches through the (io_uring|pread) agent\n/;
+  // Without tap's coverage of child processes: the example is not package source (its failure
+  // branches are not for this test to reach).
+  const env = { ...process.env, _TAPJS_PROCESSINFO_COVERAGE_: '0' };
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, [example, ...args], { encoding: 'utf8', env, timeout: 120_000 });
+  const r = run();
+  t.equal(r.status, 0, r.stderr);
+  t.match(r.stdout, line);
+  t.match(r.stdout, /\ncompletions: 64, failed: 0, blocks identical to fs.readSync: 64\/64\n$/);
+  const dir = scratch(t);
+  const inDir = run(dir);
+  t.equal(inDir.status, 0, inDir.stderr);
+  t.match(inDir.stdout, line);
+  t.same(readdirSync(dir), [], 'given a directory, it removes its data file and leaves the directory');
+  const bad = run(join(dir, 'missing'));
+  t.not(bad.status, 0, 'a failure exits non-zero');
+  t.match(bad.stderr, /ENOENT/);
+});
+
 t.test('the package entry point exports lowlevel, as a namespace and by name', async (t) => {
   const usrbio = await import('../src/index');
   t.same(Object.keys(usrbio).filter((k) => (usrbio as Record<string, unknown>)[k] === undefined), []);
