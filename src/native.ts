@@ -1,18 +1,22 @@
 // The native binding, loaded once per thread, with the C API's errors turned into typed errors.
-import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { libDir } from './paths';
 import { boolean, float64Array, integer, path } from './validate';
 
-interface NativeIov {
+/** @internal */
+export interface NativeIov {
   readonly id: Buffer;
-  readonly size: number;
+  readonly size: number; // 0 once destroyed
+  readonly blockSize: number;
   view(): ArrayBuffer;
   copyOut(offset: number, length: number): Buffer;
   copyIn(offset: number, data: Uint8Array): void;
+  view(): ArrayBuffer | SharedArrayBuffer;
+  unlink(): void;
   destroy(): void;
 }
-interface NativeIor {
+/** @internal */
+export interface NativeIor {
   readonly entries: number;
   prep(iov: NativeIov, read: boolean, fd: number, iovOffset: number, fileOffset: number, length: number,
     tag: number): number;
@@ -58,46 +62,57 @@ export const binding: Binding = require(join(libDir, 'usrbio.node'));
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 
-/** An error from the USRBIO C API, carrying the errno name, the function and the argument. */
+/** An error from the USRBIO C API: the errno name (`code`), the positive `errno`, the C function
+ * that failed (`syscall`) and the name of the argument the error is about (`argument`, undefined
+ * when no single argument is at fault). */
 export class UsrbioError extends Error {
   readonly code: string;
   readonly errno: number;
   readonly syscall: string;
-  /** The argument the error is about ("fd", "length", ...), when one is. */
-  readonly argument?: string;
+  readonly argument: string | undefined;
   constructor(message: string, code: string, errno: number, syscall: string, argument?: string) {
     super(message);
     this.name = 'UsrbioError';
     this.code = code;
     this.errno = errno;
     this.syscall = syscall;
-    if (argument !== undefined) this.argument = argument;
+    this.argument = argument;
   }
 }
 
-// errno number -> name, from the platform's table (EAGAIN wins over its alias EWOULDBLOCK, etc.)
-const errnoNames: Record<number, string> = {};
-for (const [name, no] of Object.entries(osConstants.errno).reverse()) errnoNames[no] = name;
-for (const name of ['EAGAIN', 'ENOTSUP', 'EDEADLK'] as const) errnoNames[osConstants.errno[name]] = name;
+// Linux x86-64 values. 95 is EOPNOTSUPP and ENOTSUP alike; Node's own errors call it ENOTSUP.
+const errnoNames: Record<number, string> = {
+  1: 'EPERM', 2: 'ENOENT', 3: 'ESRCH', 4: 'EINTR', 5: 'EIO', 6: 'ENXIO', 7: 'E2BIG', 8: 'ENOEXEC', 9: 'EBADF',
+  10: 'ECHILD', 11: 'EAGAIN', 12: 'ENOMEM', 13: 'EACCES', 14: 'EFAULT', 16: 'EBUSY', 17: 'EEXIST', 18: 'EXDEV',
+  19: 'ENODEV', 20: 'ENOTDIR', 21: 'EISDIR', 22: 'EINVAL', 23: 'ENFILE', 24: 'EMFILE', 25: 'ENOTTY', 26: 'ETXTBSY',
+  27: 'EFBIG', 28: 'ENOSPC', 29: 'ESPIPE', 30: 'EROFS', 31: 'EMLINK', 32: 'EPIPE', 33: 'EDOM', 34: 'ERANGE',
+  35: 'EDEADLK', 36: 'ENAMETOOLONG', 37: 'ENOLCK', 38: 'ENOSYS', 39: 'ENOTEMPTY', 40: 'ELOOP', 61: 'ENODATA',
+  62: 'ETIME', 75: 'EOVERFLOW', 84: 'EILSEQ', 95: 'ENOTSUP', 105: 'ENOBUFS', 107: 'ENOTCONN', 110: 'ETIMEDOUT',
+  116: 'ESTALE', 122: 'EDQUOT', 125: 'ECANCELED',
+};
 
 /** The errno name of a positive errno value ("EINVAL"), or "E<number>". */
 export function errnoName(errno: number): string {
   return errnoNames[errno] ?? `E${errno}`;
 }
 
-function fail(fn: string, errno: number, what: string): never {
+/** Throw the UsrbioError of C function `fn` failing with positive `errno`. @internal */
+export function fail(fn: string, errno: number, what: string, argument?: string): never {
   const code = errnoName(errno);
-  throw new UsrbioError(`${fn}: ${code} (${what})`, code, errno, fn);
+  throw new UsrbioError(`${fn}: ${code} (${what})`, code, errno, fn, argument);
 }
 
-/** Run a native constructor; an error carrying a C errno becomes a UsrbioError. @internal */
-export function wrapNative<T>(fn: string, what: string, make: () => T): T {
+/** Run a native constructor; an error carrying a C errno becomes a UsrbioError, about the argument
+ * `argumentOf` names (if given); `what` describes the failure for the message. @internal */
+export function wrapNative<T>(fn: string, what: string | ((argument: string | undefined) => string), make: () => T,
+  argumentOf?: (errno: number) => string | undefined): T {
   try {
     return make();
   } catch (e) {
     const errno = -Number((e as { errno?: number }).errno);
     if (!(errno > 0)) throw e;
-    return fail(fn, errno, what);
+    const argument = argumentOf?.(errno);
+    return fail(fn, errno, typeof what === 'string' ? what : what(argument), argument);
   }
 }
 
@@ -110,6 +125,10 @@ export class Iov {
     integer('blockSize', blockSize, 0, size);
     integer('numa', numa, -1, 1023);
     this.native = wrapNative('hf3fs_iovcreate', `mount ${mount}`, () => new binding.Iov(mount, size, blockSize, numa));
+  }
+  /** An Iov over a native iov that the low-level binding made (lowlevel.iovOpen, iovWrap). @internal */
+  static adopt(native: NativeIov): Iov {
+    return Object.assign(Object.create(Iov.prototype) as Iov, { native });
   }
   get size(): number {
     return this.native.size;
@@ -127,7 +146,7 @@ export class Iov {
 
 /** A ring of I/O requests, executed by the agent serving its mount point. */
 export class Ior {
-  readonly #native: NativeIor;
+  /** @internal */ readonly native: NativeIor;
   readonly forRead: boolean;
   constructor(mount: string, entries: number, forRead: boolean, ioDepth = 0, timeoutMs = 0, numa = -1, flags = 0) {
     path('mount', mount);
@@ -137,11 +156,15 @@ export class Ior {
     integer('numa', numa, -1, 1023);
     integer('flags', flags, 0, 3);
     this.forRead = boolean('forRead', forRead);
-    this.#native = wrapNative('hf3fs_iorcreate4', `mount ${mount}`,
+    this.native = wrapNative('hf3fs_iorcreate4', `mount ${mount}`,
       () => new binding.Ior(mount, entries, forRead, ioDepth, timeoutMs, numa, flags));
   }
+  /** An Ior over a native ring that the low-level binding made (lowlevel.iorCreate*). @internal */
+  static adopt(native: NativeIor, forRead: boolean): Ior {
+    return Object.assign(Object.create(Ior.prototype) as Ior, { native, forRead });
+  }
   get entries(): number {
-    return this.#native.entries;
+    return this.native.entries;
   }
   /** Queue one I/O of `length` bytes between the iov at `iovOffset` and the file at `fileOffset`. */
   prep(iov: Iov, fd: number, iovOffset: number, fileOffset: number, length: number, tag: number): number {
@@ -151,12 +174,12 @@ export class Ior {
     integer('fileOffset', fileOffset, 0, MAX_SAFE);
     integer('length', length, 1, iov.size - iovOffset);
     integer('tag', tag, 0, MAX_SAFE);
-    const r = this.#native.prep(iov.native, this.forRead, fd, iovOffset, fileOffset, length, tag);
+    const r = this.native.prep(iov.native, this.forRead, fd, iovOffset, fileOffset, length, tag);
     if (r < 0) fail('hf3fs_prep_io', -r, `fd ${fd}`);
     return r;
   }
   submit(): void {
-    this.#native.submit();
+    this.native.submit();
   }
   /** Reap completions into `results`/`tags`, blocking until `minResults` or `timeoutMs` (-1: no limit). */
   wait(results: Float64Array, tags: Float64Array, minResults: number, timeoutMs = -1): number {
@@ -164,12 +187,12 @@ export class Ior {
     float64Array('tags', tags);
     integer('minResults', minResults, 0, Math.min(results.length, tags.length));
     integer('timeoutMs', timeoutMs, -1, 2 ** 31 - 1);
-    const n = this.#native.wait(results, tags, minResults, timeoutMs);
+    const n = this.native.wait(results, tags, minResults, timeoutMs);
     if (n < 0) fail('hf3fs_wait_for_ios', -n, 'wait');
     return n;
   }
   destroy(): void {
-    this.#native.destroy();
+    this.native.destroy();
   }
 }
 

@@ -21,12 +21,43 @@ export function float64Array(name: string, value: unknown): Float64Array {
   return value;
 }
 
-/** A non-empty string shorter than `maxBytes` UTF-8 bytes. */
+/** A non-empty string of at most `maxBytes` UTF-8 bytes and no NUL character (C would stop there). */
 export function path(name: string, value: unknown, maxBytes = 255): string {
   if (typeof value !== 'string' || value.length === 0) {
     throw new TypeError(`${name} must be a non-empty string, got ${describe(value)}`);
   }
+  if (value.includes('\0')) throw new TypeError(`${name} must not contain a NUL character`);
   if (Buffer.byteLength(value) > maxBytes) throw new RangeError(`${name} must be at most ${maxBytes} bytes long`);
+  return value;
+}
+
+/** A Uint8Array (a Buffer, say) of exactly `length` bytes, returned as a Buffer over the same memory. */
+export function bytes(name: string, value: unknown, length: number): Buffer {
+  if (!(value instanceof Uint8Array)) throw new TypeError(`${name} must be a Uint8Array, got ${describe(value)}`);
+  if (value.byteLength !== length) {
+    throw new RangeError(`${name} must be ${length} bytes long, got ${value.byteLength}`);
+  }
+  return Buffer.from(value.buffer, value.byteOffset, length);
+}
+
+/** A SharedArrayBuffer, or a TypeError naming `name`. */
+export function sharedArrayBuffer(name: string, value: unknown): SharedArrayBuffer {
+  if (!(value instanceof SharedArrayBuffer)) {
+    throw new TypeError(`${name} must be a SharedArrayBuffer, got ${describe(value)}`);
+  }
+  return value;
+}
+
+/** An array of at most `max` elements. */
+export function array(name: string, value: unknown, max: number): unknown[] {
+  if (!Array.isArray(value)) throw new TypeError(`${name} must be an array, got ${describe(value)}`);
+  if (value.length > max) throw new RangeError(`${name} must have at most ${max} elements, got ${value.length}`);
+  return value;
+}
+
+/** An instance of `type` (described as `what`, e.g. "an Iov"), or a TypeError naming `name`. */
+export function instance<T>(name: string, value: unknown, type: abstract new (...args: never[]) => T, what: string): T {
+  if (!(value instanceof type)) throw new TypeError(`${name} must be ${what}, got ${describe(value)}`);
   return value;
 }
 

@@ -19,6 +19,8 @@ namespace usrbio_addon {
 
 // Marks objects made by the Iov constructor, so that Ior.prep never treats another object as one.
 constexpr napi_type_tag kIovTag = {0x75737262696f2d69ull, 0x6f762d7461672d31ull};
+// Marks objects made by the Ior constructor (see unwrap_ior).
+constexpr napi_type_tag kIorTag = {0x75737262696f2d69ull, 0x6f722d7461672d31ull};
 
 Napi::Error errno_error(Napi::Env env, int e, const char *fn) {
   Napi::Error err = Napi::Error::New(env, std::string(fn) + ": " + strerror(e));
@@ -166,9 +168,12 @@ class Ior : public Napi::ObjectWrap<Ior> {
                         InstanceAccessor("entries", &Ior::Entries, nullptr)},
                        state);
   }
-  // new Ior(mount, entries, forRead, ioDepth, timeoutMs, numa, flags)
+  // new Ior(mount, entries, forRead, ioDepth, timeoutMs, numa, flags[, priority, variant]): variant
+  // 1, 2 or 3 creates the ring with hf3fs_iorcreate, 2 or 3, anything else (the default) with
+  // hf3fs_iorcreate4 (see ior_create).
   Ior(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Ior>(info) {
     state_ = static_cast<EnvState *>(info.Data());
+    info.This().As<Napi::Object>().TypeTag(&kIorTag);
     std::string mount = info[0].As<Napi::String>();
     int entries = info[1].As<Napi::Number>().Int32Value();
     bool for_read = info[2].As<Napi::Boolean>();
@@ -176,17 +181,21 @@ class Ior : public Napi::ObjectWrap<Ior> {
     int timeout = info[4].As<Napi::Number>().Int32Value();
     int numa = info[5].As<Napi::Number>().Int32Value();
     auto flags = uint64_t(info[6].As<Napi::Number>().Int64Value());
+    int priority = info.Length() > 7 ? info[7].As<Napi::Number>().Int32Value() : 0;
+    int variant = info.Length() > 8 ? info[8].As<Napi::Number>().Int32Value() : 4;
     auto *ior = new hf3fs_ior();
-    int r = hf3fs_iorcreate4(ior, mount.c_str(), entries, for_read, depth, timeout, numa, flags);
+    const char *fn = "hf3fs_iorcreate4";
+    int r = ior_create(variant, ior, mount.c_str(), entries, for_read, depth, priority, timeout, numa, flags, &fn);
     if (r < 0) {
       delete ior;
-      errno_error(info.Env(), -r, "hf3fs_iorcreate4").ThrowAsJavaScriptException();
+      errno_error(info.Env(), -r, fn).ThrowAsJavaScriptException();
       return;
     }
     ior_ = ior;
     state_->iors.insert(this);
   }
   ~Ior() override { release(); }
+  hf3fs_ior *get() const { return ior_; }
 
  public:
   // Destroy the ring. After this the wrapper never touches the env state again.
@@ -273,6 +282,18 @@ class Ior : public Napi::ObjectWrap<Ior> {
   std::vector<hf3fs_cqe> cqes_;
 };
 
+hf3fs_iov *unwrap_iov(const Napi::Value &v) {
+  if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kIovTag)) return nullptr;
+  Iov *iov = Napi::ObjectWrap<Iov>::Unwrap(v.As<Napi::Object>());
+  return iov ? iov->get() : nullptr;
+}
+
+hf3fs_ior *unwrap_ior(const Napi::Value &v) {
+  if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kIorTag)) return nullptr;
+  Ior *ior = Napi::ObjectWrap<Ior>::Unwrap(v.As<Napi::Object>());
+  return ior ? ior->get() : nullptr;
+}
+
 void EnvState::Cleanup(void *p) {
   auto *s = static_cast<EnvState *>(p);
   // Pumps and rings first: their I/O may target the iovs.
@@ -325,6 +346,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("agentStats", Napi::Function::New(env, AgentStats, "agentStats"));
   exports.Set("version", Napi::Function::New(env, Version, "version"));
   RegisterPump(env, exports, state);
+  RegisterLowLevel(env, exports, state);
   return exports;
 }
 

@@ -2,7 +2,10 @@
 #pragma once
 #include <napi.h>
 
+#include <cstdint>
 #include <set>
+
+#include "hf3fs_usrbio.h"
 
 namespace usrbio_addon {
 
@@ -30,5 +33,18 @@ Napi::Error errno_error(Napi::Env env, int e, const char *fn);
 
 // Adds Pump, kick and fdInfo to `exports` (pump.cc).
 void RegisterPump(Napi::Env env, Napi::Object exports, EnvState *state);
+
+// The iov or ring behind a JS Iov/Ior object (checked by type tag), or nullptr for any other
+// value and for a destroyed one (addon.cc).
+hf3fs_iov *unwrap_iov(const Napi::Value &v);
+hf3fs_ior *unwrap_ior(const Napi::Value &v);
+
+// hf3fs_iorcreate (variant 1), hf3fs_iorcreate2, 3 or 4 (any other variant), each given the
+// arguments it takes; *fn is set to the function's name (lowlevel.cc).
+int ior_create(int variant, hf3fs_ior *ior, const char *mp, int entries, bool for_read, int io_depth, int priority,
+               int timeout, int numa, uint64_t flags, const char **fn);
+
+// Adds the `lowlevel` object: the rest of the C API one-to-one (lowlevel.cc).
+void RegisterLowLevel(Napi::Env env, Napi::Object exports, EnvState *state);
 
 }  // namespace usrbio_addon
