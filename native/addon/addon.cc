@@ -39,17 +39,9 @@ struct IovHold {
   ~IovHold() { hf3fs_iovdestroy(&iov); }
 };
 
-class Iov : public Napi::ObjectWrap<Iov> {
+class Iov : public Napi::ObjectWrap<Iov>, public IovMethods<Iov> {
  public:
-  static Napi::Function Define(Napi::Env env, EnvState *state) {
-    return DefineClass(env, "Iov",
-                       {InstanceMethod("destroy", &Iov::Destroy), InstanceMethod("copyOut", &Iov::CopyOut),
-                        InstanceMethod("copyIn", &Iov::CopyIn), InstanceMethod("view", &Iov::View),
-                        InstanceMethod("unlink", &Iov::Unlink), InstanceAccessor("id", &Iov::Id, nullptr),
-                        InstanceAccessor("size", &Iov::Size, nullptr),
-                        InstanceAccessor("blockSize", &Iov::BlockSize, nullptr)},
-                       state);
-  }
+  static Napi::Function Define(Napi::Env env, EnvState *state) { return DefineIov(env, "Iov", state); }
   // new Iov(mount, size, blockSize, numa[, id]): arguments validated by the caller. With `id`
   // (a 16-byte Buffer) the iov is opened (hf3fs_iovopen), else created.
   Iov(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Iov>(info) {
@@ -94,16 +86,6 @@ class Iov : public Napi::ObjectWrap<Iov> {
     state_->iovs.erase(this);
     hold_.reset();
   }
- private:
-  bool live(const Napi::CallbackInfo &info) {
-    if (hold_) return true;
-    Napi::Error::New(info.Env(), "the iov was destroyed").ThrowAsJavaScriptException();
-    return false;
-  }
-  Napi::Value Destroy(const Napi::CallbackInfo &info) {
-    release();
-    return info.Env().Undefined();
-  }
   // view() -> an ArrayBuffer over the whole iov, without a copy. It keeps the iov's memory mapped
   // until it is garbage collected, even after destroy(). One per thread: never transfer it.
   Napi::Value View(const Napi::CallbackInfo &info) {
@@ -112,48 +94,8 @@ class Iov : public Napi::ObjectWrap<Iov> {
     return Napi::ArrayBuffer::New(info.Env(), hold_->iov.base, hold_->iov.size,
                                   [](Napi::Env, void *, std::shared_ptr<IovHold> *k) { delete k; }, keep);
   }
-  // unlink(): hf3fs_iovunlink (removes the iov's name; the memory stays usable).
-  Napi::Value Unlink(const Napi::CallbackInfo &info) {
-    if (!live(info)) return info.Env().Undefined();
-    hf3fs_iovunlink(&hold_->iov);
-    return info.Env().Undefined();
-  }
-  // copyOut(offset, length) -> Buffer (a copy; bounds checked by the caller and here)
-  Napi::Value CopyOut(const Napi::CallbackInfo &info) {
-    if (!live(info)) return info.Env().Undefined();
-    hf3fs_iov *iov = get();
-    auto off = size_t(info[0].As<Napi::Number>().Int64Value());
-    auto len = size_t(info[1].As<Napi::Number>().Int64Value());
-    if (off > iov->size || len > iov->size - off) {
-      Napi::RangeError::New(info.Env(), "range outside the iov").ThrowAsJavaScriptException();
-      return info.Env().Undefined();
-    }
-    return Napi::Buffer<uint8_t>::Copy(info.Env(), iov->base + off, len);
-  }
-  // copyIn(offset, Uint8Array)
-  Napi::Value CopyIn(const Napi::CallbackInfo &info) {
-    if (!live(info)) return info.Env().Undefined();
-    hf3fs_iov *iov = get();
-    auto off = size_t(info[0].As<Napi::Number>().Int64Value());
-    auto src = info[1].As<Napi::Uint8Array>();
-    if (off > iov->size || src.ByteLength() > iov->size - off) {
-      Napi::RangeError::New(info.Env(), "range outside the iov").ThrowAsJavaScriptException();
-      return info.Env().Undefined();
-    }
-    memcpy(iov->base + off, src.Data(), src.ByteLength());
-    return info.Env().Undefined();
-  }
-  Napi::Value Id(const Napi::CallbackInfo &info) {
-    if (!live(info)) return info.Env().Undefined();
-    return Napi::Buffer<uint8_t>::Copy(info.Env(), reinterpret_cast<uint8_t *>(get()->id), 16);
-  }
-  Napi::Value Size(const Napi::CallbackInfo &info) {
-    return Napi::Number::New(info.Env(), hold_ ? double(hold_->iov.size) : 0);
-  }
-  Napi::Value BlockSize(const Napi::CallbackInfo &info) {
-    return Napi::Number::New(info.Env(), hold_ ? double(hold_->iov.block_size) : 0);
-  }
 
+ private:
   EnvState *state_ = nullptr;
   std::shared_ptr<IovHold> hold_;  // null once released
 };

@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <cstring>
 #include <set>
 
 #include "hf3fs_usrbio.h"
@@ -30,6 +31,81 @@ struct EnvState {
 
 // An Error for C errno `e` raised by `fn`, with .errno (negative) and .syscall set.
 Napi::Error errno_error(Napi::Env env, int e, const char *fn);
+
+// The JS methods every iov wrapper shares (Iov in addon.cc, WrapIov in lowlevel.cc). D derives
+// from Napi::ObjectWrap<D> and this, and provides get() (its iov, null once released),
+// release() and View().
+template <class D>
+class IovMethods {
+ public:
+  static Napi::Function DefineIov(Napi::Env env, const char *name, EnvState *state) {
+    return Napi::ObjectWrap<D>::DefineClass(
+        env, name,
+        {Napi::ObjectWrap<D>::InstanceMethod("destroy", &D::Destroy),
+         Napi::ObjectWrap<D>::InstanceMethod("copyOut", &D::CopyOut),
+         Napi::ObjectWrap<D>::InstanceMethod("copyIn", &D::CopyIn),
+         Napi::ObjectWrap<D>::InstanceMethod("view", &D::View),
+         Napi::ObjectWrap<D>::InstanceMethod("unlink", &D::Unlink),
+         Napi::ObjectWrap<D>::InstanceAccessor("id", &D::Id, nullptr),
+         Napi::ObjectWrap<D>::InstanceAccessor("size", &D::Size, nullptr),
+         Napi::ObjectWrap<D>::InstanceAccessor("blockSize", &D::BlockSize, nullptr)},
+        state);
+  }
+  Napi::Value Destroy(const Napi::CallbackInfo &info) {
+    self()->release();
+    return info.Env().Undefined();
+  }
+  // unlink(): hf3fs_iovunlink (removes the iov's name; the memory stays usable).
+  Napi::Value Unlink(const Napi::CallbackInfo &info) {
+    if (hf3fs_iov *iov = live(info)) hf3fs_iovunlink(iov);
+    return info.Env().Undefined();
+  }
+  // copyOut(offset, length) -> Buffer (a copy; bounds checked by the caller and here)
+  Napi::Value CopyOut(const Napi::CallbackInfo &info) {
+    hf3fs_iov *iov = live(info);
+    if (!iov) return info.Env().Undefined();
+    auto off = size_t(info[0].As<Napi::Number>().Int64Value());
+    auto len = size_t(info[1].As<Napi::Number>().Int64Value());
+    if (off > iov->size || len > iov->size - off) return outside(info);
+    return Napi::Buffer<uint8_t>::Copy(info.Env(), iov->base + off, len);
+  }
+  // copyIn(offset, Uint8Array)
+  Napi::Value CopyIn(const Napi::CallbackInfo &info) {
+    hf3fs_iov *iov = live(info);
+    if (!iov) return info.Env().Undefined();
+    auto off = size_t(info[0].As<Napi::Number>().Int64Value());
+    auto src = info[1].As<Napi::Uint8Array>();
+    if (off > iov->size || src.ByteLength() > iov->size - off) return outside(info);
+    memmove(iov->base + off, src.Data(), src.ByteLength());  // the source may be this iov
+    return info.Env().Undefined();
+  }
+  Napi::Value Id(const Napi::CallbackInfo &info) {
+    hf3fs_iov *iov = live(info);
+    if (!iov) return info.Env().Undefined();
+    return Napi::Buffer<uint8_t>::Copy(info.Env(), reinterpret_cast<uint8_t *>(iov->id), 16);
+  }
+  Napi::Value Size(const Napi::CallbackInfo &info) {
+    hf3fs_iov *iov = self()->get();
+    return Napi::Number::New(info.Env(), iov ? double(iov->size) : 0);
+  }
+  Napi::Value BlockSize(const Napi::CallbackInfo &info) {
+    hf3fs_iov *iov = self()->get();
+    return Napi::Number::New(info.Env(), iov ? double(iov->block_size) : 0);
+  }
+
+ protected:
+  D *self() { return static_cast<D *>(this); }
+  // The iov, or null with a JS exception pending when it was destroyed.
+  hf3fs_iov *live(const Napi::CallbackInfo &info) {
+    hf3fs_iov *iov = self()->get();
+    if (!iov) Napi::Error::New(info.Env(), "the iov was destroyed").ThrowAsJavaScriptException();
+    return iov;
+  }
+  static Napi::Value outside(const Napi::CallbackInfo &info) {
+    Napi::RangeError::New(info.Env(), "range outside the iov").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+};
 
 // Adds Pump, kick and fdInfo to `exports` (pump.cc).
 void RegisterPump(Napi::Env env, Napi::Object exports, EnvState *state);

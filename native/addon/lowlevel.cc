@@ -51,17 +51,9 @@ int64_t i64(const Napi::Value &v) { return v.As<Napi::Number>().Int64Value(); }
 // the memory any more, so the agent never writes to freed memory. Only a SharedArrayBuffer is
 // accepted: its memory cannot be detached (an ArrayBuffer's can, by transfer, which would free
 // it under the agent).
-class WrapIov : public Napi::ObjectWrap<WrapIov>, public Owned {
+class WrapIov : public Napi::ObjectWrap<WrapIov>, public IovMethods<WrapIov>, public Owned {
  public:
-  static Napi::Function Define(Napi::Env env, EnvState *state) {
-    return DefineClass(env, "WrapIov",
-                       {InstanceMethod("destroy", &WrapIov::Destroy), InstanceMethod("copyOut", &WrapIov::CopyOut),
-                        InstanceMethod("copyIn", &WrapIov::CopyIn), InstanceMethod("view", &WrapIov::View),
-                        InstanceMethod("unlink", &WrapIov::Unlink), InstanceAccessor("id", &WrapIov::Id, nullptr),
-                        InstanceAccessor("size", &WrapIov::Size, nullptr),
-                        InstanceAccessor("blockSize", &WrapIov::BlockSize, nullptr)},
-                       state);
-  }
+  static Napi::Function Define(Napi::Env env, EnvState *state) { return DefineIov(env, "WrapIov", state); }
   // new WrapIov(buf: Uint8Array over a SharedArrayBuffer, id: Buffer(16), mount, size, blockSize, numa)
   WrapIov(const Napi::CallbackInfo &info) : Napi::ObjectWrap<WrapIov>(info) {
     state_ = static_cast<EnvState *>(info.Data());
@@ -112,58 +104,13 @@ class WrapIov : public Napi::ObjectWrap<WrapIov>, public Owned {
   }
   hf3fs_iov *get() { return live_ ? &iov_ : nullptr; }
 
- private:
-  bool live(const Napi::CallbackInfo &info) {
-    if (live_) return true;
-    Napi::Error::New(info.Env(), "the iov was destroyed").ThrowAsJavaScriptException();
-    return false;
-  }
-  Napi::Value Destroy(const Napi::CallbackInfo &info) {
-    release();
-    return info.Env().Undefined();
-  }
   // view() -> the SharedArrayBuffer itself.
   Napi::Value View(const Napi::CallbackInfo &info) {
     if (!live(info)) return info.Env().Undefined();
     return keep_.Value().ArrayBuffer();
   }
-  Napi::Value Unlink(const Napi::CallbackInfo &info) {
-    if (!live(info)) return info.Env().Undefined();
-    hf3fs_iovunlink(&iov_);
-    return info.Env().Undefined();
-  }
-  Napi::Value CopyOut(const Napi::CallbackInfo &info) {
-    if (!live(info)) return info.Env().Undefined();
-    auto off = size_t(i64(info[0]));
-    auto len = size_t(i64(info[1]));
-    if (off > iov_.size || len > iov_.size - off) {
-      Napi::RangeError::New(info.Env(), "range outside the iov").ThrowAsJavaScriptException();
-      return info.Env().Undefined();
-    }
-    return Napi::Buffer<uint8_t>::Copy(info.Env(), iov_.base + off, len);
-  }
-  Napi::Value CopyIn(const Napi::CallbackInfo &info) {
-    if (!live(info)) return info.Env().Undefined();
-    auto off = size_t(i64(info[0]));
-    auto src = info[1].As<Napi::Uint8Array>();
-    if (off > iov_.size || src.ByteLength() > iov_.size - off) {
-      Napi::RangeError::New(info.Env(), "range outside the iov").ThrowAsJavaScriptException();
-      return info.Env().Undefined();
-    }
-    memmove(iov_.base + off, src.Data(), src.ByteLength());
-    return info.Env().Undefined();
-  }
-  Napi::Value Id(const Napi::CallbackInfo &info) {
-    if (!live(info)) return info.Env().Undefined();
-    return Napi::Buffer<uint8_t>::Copy(info.Env(), reinterpret_cast<uint8_t *>(iov_.id), 16);
-  }
-  Napi::Value Size(const Napi::CallbackInfo &info) {
-    return Napi::Number::New(info.Env(), live_ ? double(iov_.size) : 0);
-  }
-  Napi::Value BlockSize(const Napi::CallbackInfo &info) {
-    return Napi::Number::New(info.Env(), live_ ? double(iov_.block_size) : 0);
-  }
 
+ private:
   EnvState *state_ = nullptr;
   hf3fs_iov iov_{};
   bool live_ = false;
