@@ -456,7 +456,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     this.#seq[id] = seq;
     this.#tag[id] = tag;
     if (signal) {
-      const onAbort = () => this.#cancelWhere((i) => i === id, signal);
+      const onAbort = () => this.#cancel(id, signal);
       signal.addEventListener('abort', onAbort, { once: true });
       this.#unlisten[id] = () => signal.removeEventListener('abort', onAbort);
     }
@@ -710,11 +710,15 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
   // Cancel admitted requests matching `pred`: skipped by the pump if not yet on a ring; rejected now.
   #cancelWhere(pred: (id: number) => boolean, signal: AbortSignal | null): void {
     for (let id = 0; id < this.#kind.length; id++) {
-      if (this.#kind[id] === FREE || this.#cancelled[id] || !pred(id)) continue;
-      this.#channels[this.#chan[id]].cancel(this.#pos[id]);
-      this.#stats.cancelled++;
-      this.#fail(id, signal ? abortError(signal) : new AbortError(), -125);
+      if (this.#kind[id] !== FREE && !this.#cancelled[id] && pred(id)) this.#cancel(id, signal);
     }
+  }
+
+  // Cancel admitted request `id` (its listener is removed once it completes or fails).
+  #cancel(id: number, signal: AbortSignal | null): void {
+    this.#channels[this.#chan[id]].cancel(this.#pos[id]);
+    this.#stats.cancelled++;
+    this.#fail(id, signal ? abortError(signal) : new AbortError(), -125);
   }
 
   #cancelAll(): void {
