@@ -3,12 +3,13 @@
 // the public API against it. We check both the client's own assertions (symlink keys, /dev/shm
 // names, data through the rings) and what the daemon observed (keys, parsed fields, semaphores).
 // Also: hf3fs_extract_mount_point against a real tmpfs mount with a 3fs-virt directory.
-import t, { Test } from 'tap';
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compile, kv, run, scratch, shmLeftovers } from './fixtures/native';
+import { type Ev, parseLog, startDaemon, waitFor } from './fixtures/fake3fs';
 import { isBuilt, includeDir, libDir } from '../src/paths';
 import { cflags, libs } from '../src/config';
 
@@ -16,77 +17,7 @@ import { cflags, libs } from '../src/config';
 t.ok(isBuilt(), 'the native library and addon are built (npm install)');
 t.ok(existsSync(join(includeDir, 'hf3fs_usrbio.h')) && cflags().split(' ').includes(`-I${includeDir}`), 'cflags');
 t.ok(existsSync(join(libDir, 'libhf3fs_usrbio.so')) && libs().includes(`-L${libDir}`), 'libs');
-const daemonBin = compile('fake3fs.cpp');
 const clientBin = compile('proto_client.c');
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(pred: () => boolean, ms = 10_000): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (pred()) return true;
-    await sleep(20);
-  }
-  return pred();
-}
-
-interface Ev {
-  event: string;
-  f: Record<string, string>;
-  line: string;
-}
-
-function parseLog(text: string): Ev[] {
-  return text
-    .split('\n')
-    .filter((l) => l.length > 0)
-    .map((line) => {
-      const [event, ...rest] = line.split(' ');
-      const f: Record<string, string> = {};
-      for (const w of rest) {
-        const i = w.indexOf('=');
-        if (i > 0) f[w.slice(0, i)] = w.slice(i + 1);
-      }
-      return { event, f, line };
-    });
-}
-
-interface Daemon {
-  dir: string;
-  logPath: string;
-  readLog: () => string;
-  sems: string[];
-  stop: () => Promise<number | null>;
-  err: () => string;
-}
-
-/** Start fake3fs on a fresh directory; it is killed and its semaphores removed at teardown. */
-async function startDaemon(t: Test, env: NodeJS.ProcessEnv = {}): Promise<Daemon> {
-  const dir = realpathSync(scratch(t, 'usrbio-3fs-'));
-  const logPath = join(scratch(t, 'usrbio-3fslog-'), 'daemon.log');
-  writeFileSync(logPath, '\n');
-  const readLog = () => readFileSync(logPath, 'utf8');
-  const semNames = () => parseLog(readLog()).filter((e) => e.event === 'sem').map((e) => e.f.name);
-  const child = spawn(daemonBin, [dir, logPath], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
-  let err = '';
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    for (const n of semNames()) rmSync(`/dev/shm/sem.${n}`, { force: true });
-  });
-  t.ok(await waitFor(() => readLog().includes('\nready\n')), `daemon ready ${err}`);
-  const sems = semNames();
-  t.equal(sems.length, 3, 'three submit semaphores');
-  for (const n of sems) t.ok(existsSync(`/dev/shm/sem.${n}`), `sem ${n} exists`);
-  return {
-    dir, logPath, readLog, sems, err: () => err,
-    stop: () => {
-      child.kill('SIGTERM');
-      return exited;
-    },
-  };
-}
 
 t.test('3FS client protocol against a fake FUSE daemon', async (t) => {
   const { dir, logPath, readLog, sems, stop, err } = await startDaemon(t);

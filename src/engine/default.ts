@@ -1,4 +1,7 @@
 // The zero-configuration API: one lazily started engine per mount point, found from each fd.
+import { readlinkSync } from 'node:fs';
+import { binding } from '../native';
+import { extractMountPoint } from '../lowlevel';
 import { Engine, type EngineStats, type RequestOptions } from './engine';
 import type { EngineOptions } from './options';
 import type { Completion, StreamOptions, StreamRequest } from './stream';
@@ -24,25 +27,98 @@ export function engineFor(mount = '/'): Engine {
   return e;
 }
 
-/** Read through the default engine (see Engine.read). */
+// fd -> the mount serving it. An entry is trusted for the rest of the event-loop turn in which it
+// was last checked (`tick`); the first use in a later turn re-checks the fd's device and inode, so
+// a closed and reused fd number is routed afresh. Entries are bounded by the process's fd limit.
+interface FdMount { dev: number; ino: number; mount: string; tick: number }
+const fdMounts = new Map<number, FdMount>();
+// st_dev -> mount: a device is on a 3FS mount or not, so the mountinfo scan runs once per device.
+const devMounts = new Map<number, string>();
+const info = new Float64Array(3);
+let tick = 0;
+let tickPending = false;
+
+function nextTick(): void {
+  tick++;
+  tickPending = false;
+}
+
+/** The mount whose engine serves `fd`: its 3FS mount point, or "/" (the embedded agent) for any
+ * other file. Invalid and closed fds go to "/", whose engine rejects them naming `fd`. */
+export function mountOf(fd: number): string {
+  if (!Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) return '/';
+  let m = fdMounts.get(fd);
+  if (m !== undefined && m.tick === tick) return m.mount;
+  if (!tickPending) {
+    tickPending = true;
+    queueMicrotask(nextTick);
+  }
+  if (binding.fdInfo(fd, info) < 0) {
+    fdMounts.delete(fd);
+    return '/';
+  }
+  if (m === undefined || m.dev !== info[0] || m.ino !== info[1]) {
+    m = { dev: info[0], ino: info[1], mount: mountOfDevice(fd, info[0]), tick };
+    fdMounts.set(fd, m);
+  }
+  m.tick = tick;
+  return m.mount;
+}
+
+function mountOfDevice(fd: number, dev: number): string {
+  let mount = devMounts.get(dev);
+  if (mount === undefined) {
+    let path: string | null = null;
+    try {
+      path = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      /* c8 ignore next: fdInfo just accepted the fd, so /proc names it unless /proc is not mounted */
+      path = null;
+    }
+    // hf3fs_extract_mount_point accepts only fuse.hf3fs mounts (any mount with a 3fs-virt
+    // directory with HF3FS_USRBIO_DONT_CHECKFS_FOR_MP=yes), so local files map to "/".
+    mount = (path !== null && path.startsWith('/') && extractMountPoint(path)) || '/';
+    devMounts.set(dev, mount);
+  }
+  return mount;
+}
+
+/** Read through the default engine of `fd`'s mount (see Engine.read). */
 export function read(fd: number, offset: number, length: number, options?: RequestOptions): Promise<IovBuffer> {
-  return engineFor().read(fd, offset, length, options);
+  return engineFor(mountOf(fd)).read(fd, offset, length, options);
 }
 
-/** Write through the default engine (see Engine.write). */
+/** Write through the default engine of `fd`'s mount (see Engine.write). */
 export function write(fd: number, offset: number, data: Uint8Array, options?: RequestOptions): Promise<number> {
-  return engineFor().write(fd, offset, data, options);
+  return engineFor(mountOf(fd)).write(fd, offset, data, options);
 }
 
-/** A completion stream on the default engine (see Engine.stream). */
+/** A completion stream on the default engine for local files (see Engine.stream); for files on a
+ * 3FS mount use `engineFor(mount).stream(...)` (this one reads them through the mount's FUSE path). */
 export function stream(source: Iterable<StreamRequest> | AsyncIterable<StreamRequest>, options?: StreamOptions):
   AsyncIterableIterator<Completion> & AsyncDisposable {
   return engineFor().stream(source, options);
 }
 
-/** A batch on the default engine (see Engine.batch). */
-export function batch(requests: StreamRequest[], options?: { signal?: AbortSignal }): Promise<Completion[]> {
-  return engineFor().batch(requests, options);
+/** A batch on the default engines, each request on its fd's mount's engine; completions in
+ * request order (see Engine.batch). */
+export async function batch(requests: StreamRequest[], options?: { signal?: AbortSignal }): Promise<Completion[]> {
+  if (!Array.isArray(requests)) throw new TypeError('requests must be an array');
+  const groups = new Map<string, number[]>();
+  for (let i = 0; i < requests.length; i++) {
+    const r = requests[i] as { fd?: unknown } | null;
+    const m = typeof r === 'object' && r !== null && typeof r.fd === 'number' ? mountOf(r.fd) : '/';
+    const g = groups.get(m);
+    if (g === undefined) groups.set(m, [i]);
+    else g.push(i);
+  }
+  if (groups.size <= 1) return engineFor(groups.keys().next().value ?? '/').batch(requests, options);
+  const out = new Array<Completion>(requests.length);
+  await Promise.all([...groups].map(async ([m, idx]) => {
+    const done = await engineFor(m).batch(idx.map((i) => requests[i]), options);
+    for (let k = 0; k < idx.length; k++) out[idx[k]] = done[k];
+  }));
+  return out;
 }
 
 /** iov memory from the default engine (see Engine.alloc). */

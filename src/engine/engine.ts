@@ -12,7 +12,7 @@ import { packageRoot } from '../paths';
 import { IovAllocator, UNIT } from './alloc';
 import { Channel, DEAD, DETACHED, OP_READ, OP_WRITE, SLEEP_READ, SLEEP_WRITE } from './channel';
 import { AbortError, abortError, closedError, ioError } from './errors';
-import { releaseAll, useFd } from './fds';
+import { newTick, releaseAll, useFd } from './fds';
 import { resolveOptions, type EngineOptions, type ResolvedOptions } from './options';
 import type { PumpTask } from './pump-loop';
 import { CompletionStream, type Completion, type StreamHost, type StreamOptions, type StreamRequest } from './stream';
@@ -141,7 +141,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
   #capacity: (() => void) | null = null; // wakes the admission batch waiting for capacity
   #idle: (() => void) | null = null; // wakes close() waiting for in-flight requests
   #flushScheduled = false;
-  #tick = 0;
+  #tick = newTick(); // identifies the current flush, unique across engines (fds.ts checks per tick)
   #closed = false;
   #closing: Promise<void> | null = null;
   #cancelling = false;
@@ -308,6 +308,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
       while (this.#inflight > 0) await new Promise<void>((r) => (this.#idle = r));
       this.#destroyed = true;
       await this.#pool.destroy();
+      this.#iov.native.unlink(); // a 3FS iov's /dev/shm name goes now, not when the last view is collected
       this.#iov.destroy();
       this.#u8 = EMPTY; // the iov's memory goes once no view holds it
       this.#ab = EMPTY.buffer;
@@ -494,7 +495,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
   // are not running, hand newly waiting requests to admission as one batch, arm the completion wait.
   #flush = (): void => {
     this.#flushScheduled = false;
-    this.#tick++;
+    this.#tick = newTick();
     const cs = this.#channels;
     for (let i = 0; i < cs.length; i++) {
       if (cs[i].publish() && !this.#running[i]) this.#startPump(i);

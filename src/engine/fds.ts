@@ -13,6 +13,13 @@ interface FdRecord {
 }
 
 const records = new Map<number, FdRecord>();
+let ticks = 0;
+
+/** A new flush tick. Ticks are unique across the engines of this thread, because the records are
+ * shared: a tick one engine checked in must not pass for another engine's. */
+export function newTick(): number {
+  return ++ticks;
+}
 const info = new Float64Array(3);
 
 function fdError(fd: number, errno: number, what: string): UsrbioError {
