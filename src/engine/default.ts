@@ -68,19 +68,21 @@ export function mountOf(fd: number): string {
 function mountOfDevice(fd: number, dev: number): string {
   let mount = devMounts.get(dev);
   if (mount === undefined) {
-    let path: string | null = null;
-    try {
-      path = readlinkSync(`/proc/self/fd/${fd}`);
-    } catch {
-      /* c8 ignore next: fdInfo just accepted the fd, so /proc names it unless /proc is not mounted */
-      path = null;
-    }
     // hf3fs_extract_mount_point accepts only fuse.hf3fs mounts (any mount with a 3fs-virt
     // directory with HF3FS_USRBIO_DONT_CHECKFS_FOR_MP=yes), so local files map to "/".
-    mount = (path !== null && path.startsWith('/') && extractMountPoint(path)) || '/';
+    mount = extractMountPoint(fdPath(fd)) ?? '/';
     devMounts.set(dev, mount);
   }
   return mount;
+}
+
+function fdPath(fd: number): string {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`);
+    /* c8 ignore next 3: fdInfo just accepted the fd, so /proc names it unless /proc is not mounted */
+  } catch {
+    return '/';
+  }
 }
 
 /** Read through the default engine of `fd`'s mount (see Engine.read). */
