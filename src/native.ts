@@ -46,7 +46,7 @@ interface Binding {
   Iov: new (mount: string, size: number, blockSize: number, numa: number, id?: Buffer) => NativeIov;
   Pump: new (mount: string, entries: number, ioDepth: number, timeoutMs: number, numa: number, iovId: Uint8Array,
     iovSize: number) => NativePump;
-  kick(channelId: number): void;
+  pull(channelId: number): number;
   fdInfo(fd: number, out: Float64Array): number;
   Ior: new (mount: string, entries: number, forRead: boolean, ioDepth: number, timeoutMs: number, numa: number,
     flags: number) => NativeIor;

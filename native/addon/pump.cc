@@ -7,6 +7,11 @@
 // cap x [id, result], cancel Int32Array of cap flags (one per SQ slot). Positions run free as
 // int32 and wrap; cap is a power of two. The main thread never has more than cap requests of a
 // channel outstanding, so neither queue overflows.
+//
+// Who prepares: the main thread, right after publishing (pull(channelId), one call per flush),
+// while a pump is attached and running; the pump itself when it attaches and after a full ring
+// has room again. The pump thread alone reaps (hf3fs allows one thread to prep and another to
+// wait on a ring). Pump::mu_ serialises the SQ side and CQ writes between the two.
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/stat.h>
@@ -51,8 +56,8 @@ long spin_us() {
 }
 
 class Pump;
-// Attached pumps by channel id, so that the main thread can wake one (kick). A pump leaves the
-// map, under the lock, before its rings are destroyed.
+// Attached pumps by channel id, so that the main thread can prepare their requests (pull). A pump leaves the map, under the lock, before its rings are destroyed; the
+// main thread holds the lock for the whole of a pull.
 std::mutex g_mu;
 std::unordered_map<int32_t, Pump *> g_pumps;
 
@@ -101,7 +106,7 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
   }
   ~Pump() override { release(); }
 
-  // Stop serving: leave the kick map, destroy the rings (which waits for their in-flight I/O),
+  // Stop serving: leave the pump map, destroy the rings (which waits for their in-flight I/O),
   // close the iov; an attached channel is marked dead, as its outstanding requests never
   // complete. Idempotent; the env cleanup hook calls it when a worker dies.
   void release() override {
@@ -116,7 +121,24 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
     hdr_ = nullptr;
   }
 
-  // Called by kick() under g_mu: wake the ring this pump sleeps on, if any.
+  // Called by pull(channelId) on the main thread under g_mu: prepare and submit the channel's new
+  // requests now, unless the pump is not serving (attaching, exiting, detached): then -1 and the
+  // pump takes them itself. Returns the completions published (requests that failed to prepare or
+  // were cancelled), which the caller must drain itself: nobody notifies it of those.
+  int pull_from_main() {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!hdr_) return -1;
+    int32_t s = load(kState);
+    if (s != kRunning && s != kSleepRead && s != kSleepWrite) return -1;
+    bool prepped[2] = {false, false};
+    int published = pull(prepped);
+    // A pump asleep on the other ring would not see these complete (see the re-check in Step).
+    s = load(kState);
+    if ((s == kSleepRead && prepped[1]) || (s == kSleepWrite && prepped[0])) wake();
+    return published;
+  }
+
+  // Wake the ring this pump sleeps on, if any. Under mu_.
   void wake() {
     int32_t s = load(kState);
     if (s == kSleepRead) usrbio_ior_wake(&rings_[0]);
@@ -174,14 +196,12 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
       return env.Undefined();
     }
     int32_t id = info[4].As<Napi::Number>().Int32Value();
-    {
-      std::lock_guard<std::mutex> g(g_mu);
-      if (g_pumps.count(id)) {
-        Napi::Error::New(env, "channel already served").ThrowAsJavaScriptException();
-        return env.Undefined();
-      }
-      g_pumps[id] = this;
+    std::lock_guard<std::mutex> g(g_mu);  // the main thread may pull as soon as we are in the map
+    if (g_pumps.count(id)) {
+      Napi::Error::New(env, "channel already served").ThrowAsJavaScriptException();
+      return env.Undefined();
     }
+    std::lock_guard<std::mutex> l(mu_);
     hdr_ = hdr;
     sq_ = sq;
     cq_ = cq;
@@ -193,6 +213,7 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
     idle_since_ = 0;
     blocked_ = false;
     store(kState, kRunning);
+    g_pumps[id] = this;
     return env.Undefined();
   }
 
@@ -200,6 +221,10 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
   // channel and mark it detached. Unsubmitted requests stay in the SQ for the next pump.
   Napi::Value Detach(const Napi::CallbackInfo &info) {
     if (!live_ || !hdr_) return info.Env().Undefined();  // also after the env cleanup released it
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      store(kState, kExiting);  // the main thread prepares no more
+    }
     while (inflight_[0] || inflight_[1]) {
       if (!reap(0) && !reap(1)) usrbio_ior_sleep(inflight_[0] ? &rings_[0] : &rings_[1], 1000);
     }
@@ -214,9 +239,12 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
     return info.Env().Undefined();
   }
 
-  bool sq_new() { return !blocked_ && load(kSqTail) != head_; }
+  bool sq_new() {
+    std::lock_guard<std::mutex> l(mu_);
+    return !blocked_ && load(kSqTail) != head_;
+  }
 
-  // Publish one completion to the CQ (the caller stores the tail).
+  // Publish one completion to the CQ (the caller holds mu_ and stores the tail).
   void publish(double id, double result) {
     uint32_t i = uint32_t(cq_tail_) & (cap_ - 1);
     cq_[i * kCqFields] = id;
@@ -225,12 +253,12 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
   }
 
   // Move SQ entries into the rings and submit them; requests that fail to prepare (or were
-  // cancelled) complete at once. Returns how many completions it published.
-  int pull() {
+  // cancelled) complete at once. Returns how many completions it published; prepped[w] tells
+  // which rings got requests. The caller holds mu_ (either thread).
+  int pull(bool prepped[2]) {
     int32_t tail = load(kSqTail);
     if (blocked_ || tail == head_) return 0;
     int published = 0;
-    bool prepped[2] = {false, false};
     while (head_ != tail) {
       uint32_t i = uint32_t(head_) & (cap_ - 1);
       const double *e = sq_ + i * kSqFields;
@@ -271,11 +299,13 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
     return published;
   }
 
-  // Reap ring w without blocking into the CQ. Returns how many completions it published.
+  // Reap ring w without blocking into the CQ. Returns how many completions it published. Pump
+  // thread only.
   int reap(int w) {
     if (!inflight_[w]) return 0;
     int n = hf3fs_wait_for_ios(&rings_[w], cqes_.data(), int(cqes_.size()), 0, nullptr);
     if (n <= 0) return 0;
+    std::lock_guard<std::mutex> l(mu_);
     for (int k = 0; k < n; k++)
       publish(double(reinterpret_cast<uintptr_t>(cqes_[size_t(k)].userdata)), double(cqes_[size_t(k)].result));
     store(kCqTail, cq_tail_);
@@ -297,7 +327,12 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
     for (;;) {
       usrbio_ior_drain(&rings_[0]);
       usrbio_ior_drain(&rings_[1]);
-      int published = pull();
+      int published;
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        bool prepped[2] = {false, false};
+        published = pull(prepped);
+      }
       published += reap(0);
       published += reap(1);
       if (published) {
@@ -311,11 +346,9 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
       } else {
         if (!idle_since_) idle_since_ = now;
         if (now - idle_since_ >= idle_ns) {
+          std::lock_guard<std::mutex> l(mu_);  // no pull from the main thread in between
+          if (load(kSqTail) != head_ || inflight_[0] || inflight_[1]) continue;
           store(kState, kExiting);
-          if (load(kSqTail) != head_) {
-            store(kState, kRunning);
-            continue;
-          }
           return Napi::Number::New(env, -1);
         }
       }
@@ -336,12 +369,15 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
         continue;
       }
       spun = false;
-      int w = inflight_[0] || !inflight_[1] ? 0 : 1;
+      const int r0 = inflight_[0], r1 = inflight_[1];
+      int w = r0 || !r1 ? 0 : 1;
       uint64_t until = deadline;
-      if (inflight_[0] && inflight_[1]) until = std::min<uint64_t>(until, now + 1000000ull);  // poll the write ring
+      if (r0 && r1) until = std::min<uint64_t>(until, now + 1000000ull);  // poll the write ring
       if (!busy) until = std::min<uint64_t>(until, idle_since_ + idle_ns);
       store(kState, w ? kSleepWrite : kSleepRead);
-      if (sq_new()) {
+      // After the state store: the main thread either saw it (and wakes us for the other ring)
+      // or prepared before it, which shows here as a changed in-flight count (both seq_cst).
+      if (sq_new() || bool(inflight_[0]) != bool(r0) || bool(inflight_[1]) != bool(r1)) {
         store(kState, kRunning);
         continue;
       }
@@ -354,7 +390,8 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
   bool live_ = false;
   hf3fs_iov iov_{};
   hf3fs_ior rings_[2]{};  // [0] read, [1] write
-  int inflight_[2] = {0, 0};
+  std::atomic<int> inflight_[2] = {0, 0};  // prepared (either thread), not yet reaped
+  std::mutex mu_;  // SQ head, blocked_, CQ tail and entries, state changes the main thread relies on
   std::vector<hf3fs_cqe> cqes_;
   const uint64_t spin_ns_ = uint64_t(spin_us()) * 1000;
   // The attached channel (null when detached).
@@ -368,13 +405,14 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
   bool blocked_ = false;  // a ring was full; SQ entries wait for a reap
 };
 
-// kick(channelId): wake the pump serving the channel if it sleeps. Any thread of the process.
-Napi::Value Kick(const Napi::CallbackInfo &info) {
+// pull(channelId) -> completions published, or -1 when no running pump serves the channel (it
+// takes the requests itself when it runs). The main thread calls it once per flush, after
+// storing the SQ tail.
+Napi::Value Pull(const Napi::CallbackInfo &info) {
   int32_t id = info[0].As<Napi::Number>().Int32Value();
   std::lock_guard<std::mutex> g(g_mu);
   auto it = g_pumps.find(id);
-  if (it != g_pumps.end()) it->second->wake();
-  return info.Env().Undefined();
+  return Napi::Number::New(info.Env(), it == g_pumps.end() ? -1 : it->second->pull_from_main());
 }
 
 // fdInfo(fd, out: Float64Array(3)) -> 0 and out = [dev, ino, O_ACCMODE bits], or -errno.
@@ -396,7 +434,7 @@ Napi::Value FdInfo(const Napi::CallbackInfo &info) {
 
 void RegisterPump(Napi::Env env, Napi::Object exports, EnvState *state) {
   exports.Set("Pump", Pump::Define(env, state));
-  exports.Set("kick", Napi::Function::New(env, Kick, "kick"));
+  exports.Set("pull", Napi::Function::New(env, Pull, "pull"));
   exports.Set("fdInfo", Napi::Function::New(env, FdInfo, "fdInfo"));
 }
 

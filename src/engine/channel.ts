@@ -23,6 +23,11 @@ export const SLEEP_WRITE = 3;
 export const EXITING = 4;
 export const DEAD = 5;
 
+// Channel.publish() results.
+export const NONE = 0;
+export const PUBLISHED = 1;
+export const SELF_COMPLETED = 2;
+
 /** What a pump task needs of a channel; typed arrays over one SharedArrayBuffer. */
 export interface ChannelArrays {
   header: Int32Array;
@@ -87,15 +92,18 @@ export class Channel {
     return pos;
   }
 
-  /** Publish pushed requests to the pump and wake it if it sleeps. Returns false if none. */
-  publish(): boolean {
-    if (this.#published === this.#sqTail) return false;
+  /**
+   * Publish pushed requests. While a pump serves the channel, this thread prepares them into the
+   * pump's rings and submits them at once (one native call); otherwise the pump takes them when
+   * it runs. Returns NONE when nothing was new, PUBLISHED, or SELF_COMPLETED when some requests
+   * completed during preparation (cancelled, or refused by hf3fs_prep_io): their completions are
+   * in the CQ and nobody else will notify the caller of them.
+   */
+  publish(): number {
+    if (this.#published === this.#sqTail) return NONE;
     this.#published = this.#sqTail;
-    const h = this.arrays.header;
-    Atomics.store(h, SQ_TAIL, this.#sqTail);
-    const s = Atomics.load(h, STATE);
-    if (s === SLEEP_READ || s === SLEEP_WRITE) binding.kick(this.arrays.id);
-    return true;
+    Atomics.store(this.arrays.header, SQ_TAIL, this.#sqTail);
+    return binding.pull(this.arrays.id) > 0 ? SELF_COMPLETED : PUBLISHED;
   }
 
   /** Ask the pump to skip the request at SQ position `pos` if it has not taken it yet. */

@@ -10,7 +10,7 @@ import type { Worker } from 'node:worker_threads';
 import { Iov, UsrbioError, wrapNative } from '../native';
 import { packageRoot } from '../paths';
 import { IovAllocator, UNIT } from './alloc';
-import { Channel, DEAD, DETACHED, OP_READ, OP_WRITE, SLEEP_READ, SLEEP_WRITE } from './channel';
+import { Channel, DEAD, DETACHED, NONE, OP_READ, OP_WRITE, SELF_COMPLETED, SLEEP_READ, SLEEP_WRITE } from './channel';
 import { AbortError, abortError, closedError, ioError } from './errors';
 import { newTick, releaseAll, useFd } from './fds';
 import { resolveOptions, type EngineOptions, type ResolvedOptions } from './options';
@@ -497,8 +497,15 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     this.#flushScheduled = false;
     this.#tick = newTick();
     const cs = this.#channels;
+    let self = false;
     for (let i = 0; i < cs.length; i++) {
-      if (cs[i].publish() && !this.#running[i]) this.#startPump(i);
+      const p = cs[i].publish();
+      if (p !== NONE && !this.#running[i]) this.#startPump(i);
+      if (p === SELF_COMPLETED) self = true;
+    }
+    if (self) {
+      Atomics.add(this.#notify, 0, 1); // completions this thread published: wake our own wait
+      Atomics.notify(this.#notify, 0);
     }
     if (cs.length > 1) this.#cur = (this.#cur + 1) % cs.length;
     if (this.#waiting.length) {
