@@ -55,6 +55,16 @@ long spin_us() {
   return (end && *end == 0 && r >= 0 && r <= 10000) ? r : 20;
 }
 
+// USRBIO_PUMP_IDLE_SPIN_US (0..10000, default 50): how long a pump keeps polling its rings
+// after its last completion before it sleeps.
+long idle_spin_us() {
+  const char *v = getenv("USRBIO_PUMP_IDLE_SPIN_US");
+  if (!v || !*v) return 50;
+  char *end = nullptr;
+  long r = strtol(v, &end, 10);
+  return (end && *end == 0 && r >= 0 && r <= 10000) ? r : 50;
+}
+
 class Pump;
 // Attached pumps by channel id, so that the main thread can prepare their requests (pull). A pump leaves the map, under the lock, before its rings are destroyed; the
 // main thread holds the lock for the whole of a pull.
@@ -353,11 +363,13 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
         }
       }
       if (now >= deadline) return Napi::Number::New(env, 0);
-      if (busy && !spun && spin_ns_) {
-        // Completions at low depth are microseconds away: poll (yielding) before sleeping.
+      // Completions at low depth are microseconds away: poll (yielding) before sleeping. Also for
+      // a while after the last completion, when the caller's next request (prepared by the main
+      // thread straight into our rings) usually follows within tens of microseconds.
+      const uint64_t spin_until = busy ? now + spin_ns_ : idle_since_ + idle_spin_ns_;
+      if (!spun && spin_until > now) {
         spun = true;
-        uint64_t until = now + spin_ns_;
-        while (now_ns() < until) {
+        while (now_ns() < spin_until) {
           if (sq_new()) break;
           int n = reap(0) + reap(1);
           if (n) {
@@ -394,6 +406,7 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
   std::mutex mu_;  // SQ head, blocked_, CQ tail and entries, state changes the main thread relies on
   std::vector<hf3fs_cqe> cqes_;
   const uint64_t spin_ns_ = uint64_t(spin_us()) * 1000;
+  const uint64_t idle_spin_ns_ = uint64_t(idle_spin_us()) * 1000;
   // The attached channel (null when detached).
   int32_t *hdr_ = nullptr;
   double *sq_ = nullptr, *cq_ = nullptr;
