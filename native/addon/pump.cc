@@ -47,22 +47,13 @@ uint64_t now_ns() {
   return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
 }
 
-long spin_us() {
-  const char *v = getenv("USRBIO_WAIT_SPIN_US");
-  if (!v || !*v) return 20;
+// A microsecond setting from the environment: 0..10000, else (unset, malformed) `def`.
+long env_us(const char *name, long def) {
+  const char *v = getenv(name);
+  if (!v || !*v) return def;
   char *end = nullptr;
   long r = strtol(v, &end, 10);
-  return (end && *end == 0 && r >= 0 && r <= 10000) ? r : 20;
-}
-
-// USRBIO_PUMP_IDLE_SPIN_US (0..10000, default 50): how long a pump keeps polling its rings
-// after its last completion before it sleeps.
-long idle_spin_us() {
-  const char *v = getenv("USRBIO_PUMP_IDLE_SPIN_US");
-  if (!v || !*v) return 50;
-  char *end = nullptr;
-  long r = strtol(v, &end, 10);
-  return (end && *end == 0 && r >= 0 && r <= 10000) ? r : 50;
+  return (end && *end == 0 && r >= 0 && r <= 10000) ? r : def;
 }
 
 class Pump;
@@ -405,8 +396,9 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
   std::atomic<int> inflight_[2] = {0, 0};  // prepared (either thread), not yet reaped
   std::mutex mu_;  // SQ head, blocked_, CQ tail and entries, state changes the main thread relies on
   std::vector<hf3fs_cqe> cqes_;
-  const uint64_t spin_ns_ = uint64_t(spin_us()) * 1000;
-  const uint64_t idle_spin_ns_ = uint64_t(idle_spin_us()) * 1000;
+  const uint64_t spin_ns_ = uint64_t(env_us("USRBIO_WAIT_SPIN_US", 20)) * 1000;  // polling with I/O in flight
+  // polling after the last completion with none in flight
+  const uint64_t idle_spin_ns_ = uint64_t(env_us("USRBIO_PUMP_IDLE_SPIN_US", 50)) * 1000;
   // The attached channel (null when detached).
   int32_t *hdr_ = nullptr;
   double *sq_ = nullptr, *cq_ = nullptr;
