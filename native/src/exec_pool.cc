@@ -1,4 +1,5 @@
 // exec_pool.cc - the preadv/pwritev thread-pool executor, for where io_uring is refused.
+#include <sched.h>
 #include <poll.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -53,7 +54,7 @@ class PoolExecutor final : public Executor {
       uint64_t now = now_ns();
       if (!idle_since) idle_since = now;
       if (!a_->stopping() && now - idle_since < spin_ns) {
-        __builtin_ia32_pause();
+        sched_yield();  // not a bare pause: on a small machine the client threads need this CPU
         continue;
       }
       // Announce sleep, then look once more (a client that published before seeing the flag).

@@ -3,6 +3,7 @@
 // The dispatcher thread owns one io_uring: it claims batches, queues their chunks as SQEs,
 // submits and reaps in one io_uring_enter per loop turn, and sleeps in io_uring_enter with a
 // read of the doorbell eventfd armed, so a client's submit or a deadline wakes it.
+#include <sched.h>
 #include <linux/io_uring.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -130,7 +131,7 @@ class UringExecutor final : public Executor {
       uint64_t now = now_ns();
       if (!idle_since) idle_since = now;
       if (inkernel_ == 0 && !a_->stopping() && now - idle_since < spin_ns) {
-        __builtin_ia32_pause();
+        sched_yield();  // not a bare pause: on a small machine the client threads need this CPU
         continue;
       }
       // Sleep: announce it, look once more, then wait for a completion, the doorbell or a deadline.
