@@ -40,6 +40,8 @@ enum : int { kSqTail = 0, kSqHead = 16, kCqTail = 32, kCqHead = 48, kState = 64,
 // Pump states in the header, mirrored in src/engine/channel.ts.
 enum : int32_t { kDetached = 0, kRunning = 1, kSleepRead = 2, kSleepWrite = 3, kExiting = 4, kDead = 5 };
 enum : int { kSqFields = 6, kCqFields = 2 };
+// The largest batch after which a pump polls for the caller's next request (see Step).
+constexpr int kIdleSpinBatch = 2;
 
 uint64_t now_ns() {
   timespec ts;
@@ -338,6 +340,7 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
       published += reap(1);
       if (published) {
         idle_since_ = 0;
+        last_batch_ = published;
         return Napi::Number::New(env, published);
       }
       uint64_t now = now_ns();
@@ -355,9 +358,12 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
       }
       if (now >= deadline) return Napi::Number::New(env, 0);
       // Completions at low depth are microseconds away: poll (yielding) before sleeping. Also for
-      // a while after the last completion, when the caller's next request (prepared by the main
-      // thread straight into our rings) usually follows within tens of microseconds.
-      const uint64_t spin_until = busy ? now + spin_ns_ : idle_since_ + idle_spin_ns_;
+      // a while after the last completion when that was a small batch (a caller at low depth,
+      // whose next request, prepared by the main thread straight into our rings, usually follows
+      // within tens of microseconds); after large batches the main thread has work to do, and
+      // polling would take its CPU.
+      const uint64_t spin_until =
+          busy ? now + spin_ns_ : (last_batch_ <= kIdleSpinBatch ? idle_since_ + idle_spin_ns_ : 0);
       if (!spun && spin_until > now) {
         spun = true;
         while (now_ns() < spin_until) {
@@ -365,6 +371,7 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
           int n = reap(0) + reap(1);
           if (n) {
             idle_since_ = 0;
+            last_batch_ = n;
             return Napi::Number::New(env, n);
           }
           sched_yield();
@@ -407,6 +414,7 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
   int32_t channel_ = -1;
   int32_t head_ = 0, cq_tail_ = 0;  // private copies of SQ head and CQ tail
   uint64_t idle_since_ = 0;
+  int last_batch_ = 0;  // completions in the last published batch
   bool blocked_ = false;  // a ring was full; SQ entries wait for a reap
 };
 
