@@ -55,10 +55,16 @@ function nodeSpec(s, impl, files, o) {
 
 const shellQuote = (s) => (/^[\w./=:,+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
 
+/**
+ * fio's windows: one job per window; in --quick runs a single job as long as all the windows
+ * together (each fio job costs ~0.25 s of start-up and reaping, which would not fit in a minute).
+ */
+const fioPlan = (o) => (o.quick ? { seconds: o.runs * o.seconds, warmup: o.warmup, runs: 1 } : o);
+
 /** The exact command of one case (recorded in the JSON). */
 function commandOf(c, files, o) {
   const impl = IMPLS[c.impl];
-  if (impl.runner === 'fio') return ['fio', ...fioArgs(c.scenario, impl.ioengine, files[c.scenario.file], o)].map(shellQuote).join(' ');
+  if (impl.runner === 'fio') return ['fio', ...fioArgs(c.scenario, impl.ioengine, files[c.scenario.file], fioPlan(o))].map(shellQuote).join(' ');
   const env = Object.entries(impl.env || {}).map(([k, v]) => `${k}=${v} `).join('');
   return `${env}node bench/lib/case.js ${shellQuote(JSON.stringify(nodeSpec(c.scenario, c.impl, files, o)))}`;
 }
@@ -74,12 +80,8 @@ async function runCase(c, files, o) {
   }
   const budgetMs = (o.warmup + o.runs * o.seconds) * 4000 + 120000;
   if (impl.runner === 'fio') {
-    const runs = [];
-    for (let r = 0; r < o.runs; r++) {
-      const out = await exec('fio', fioArgs(s, impl.ioengine, files[s.file], o), process.env, budgetMs);
-      runs.push(parseFio(out, s.op));
-    }
-    return runs;
+    const out = await exec('fio', fioArgs(s, impl.ioengine, files[s.file], fioPlan(o)), process.env, budgetMs);
+    return parseFio(out, s.op);
   }
   const env = { ...process.env, ...(impl.env || {}) };
   const out = await exec(process.execPath, [CASE, JSON.stringify(nodeSpec(s, c.impl, files, o))], env, budgetMs);
@@ -90,7 +92,7 @@ async function runCase(c, files, o) {
 function estimateMs(c, o) {
   const warmMs = c.scenario.cached ? 250 : 0;
   if (c.scenario.pattern === 'memory') return 2500;
-  if (IMPLS[c.impl].runner === 'fio') return warmMs + o.runs * (120 + 1000 * (o.warmup + o.seconds));
+  if (IMPLS[c.impl].runner === 'fio') return warmMs + 100 + o.runs * 1000 * (o.warmup + o.seconds);
   return warmMs + 350 + 1000 * (o.warmup + o.runs * o.seconds);
 }
 

@@ -100,7 +100,7 @@ test('tables and the chart are deterministic', async () => {
 });
 
 test('command-line arguments', async () => {
-  assert.deepEqual(cli.parseArgs(['--quick']).seconds, 0.12);
+  assert.deepEqual(cli.parseArgs(['--quick']).seconds, 0.1);
   const o = cli.parseArgs(['--seconds', '2', '--runs=5', '--only', 'rand4k', '--no-fio']);
   assert.deepEqual([o.seconds, o.runs, o.only, o.fio], [2, 5, 'rand4k', false]);
   assert.throws(() => cli.parseArgs(['--secs', '1']), { message: 'unknown option --secs (see --help)' });
@@ -114,11 +114,12 @@ test('command-line arguments', async () => {
 
 test('fio command lines', async () => {
   const [s] = scen.select(scen.scenarios(), 'scale-w2');
-  const args = fio.fioArgs(s, 'io_uring', '/f', { seconds: 1, warmup: 0.25 });
+  const args = fio.fioArgs(s, 'io_uring', '/f', { seconds: 1, warmup: 0.25, runs: 2 });
   assert.ok(args.includes('--iodepth=32') && args.includes('--numjobs=2') && args.includes('--runtime=1000ms') && args.includes('--ramp_time=250ms'));
+  assert.deepEqual(args.slice(-3), ['--name=run0', '--name=run1', '--stonewall']);
   const [d] = scen.select(scen.scenarios(), 'direct');
   assert.ok(fio.fioArgs(d, 'psync', '/f', { seconds: 1, warmup: 0 }).includes('--direct=1'));
-  const run = fio.parseFio('note\n{"jobs":[{"read":{"runtime":500,"total_ios":10,"io_bytes":40960,"iops":20,"bw_bytes":81920,"lat_ns":{"percentile":{"50.000000":1000,"99.000000":2000,"99.900000":3000}}}}]}', 'read');
+  const [run] = fio.parseFio('note\n{"jobs":[{"read":{"runtime":500,"total_ios":10,"io_bytes":40960,"iops":20,"bw_bytes":81920,"lat_ns":{"percentile":{"50.000000":1000,"99.000000":2000,"99.900000":3000}}}}]}', 'read');
   assert.deepEqual(run, { ops: 10, bytes: 40960, seconds: 0.5, iops: 20, bw: 81920, lat: { p50: 1, p99: 2, p999: 3 } });
   assert.throws(() => fio.parseFio('error', 'read'), /fio printed no JSON/);
 });

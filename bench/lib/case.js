@@ -81,8 +81,9 @@ function loadUsrbio() {
   return require('../../dist/index.js');
 }
 
+// spec.engine: extra createEngine options, for experiments by hand (e.g. {"ioDepth":-8})
 function engineOptions(spec) {
-  const o = {};
+  const o = { ...(spec.engine || {}) };
   if (spec.workers) o.workers = spec.workers;
   if (spec.iovBytes) o.iovBytes = spec.iovBytes;
   return o;

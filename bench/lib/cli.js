@@ -2,11 +2,12 @@
 // Command-line options of bench/run.js. Unknown or malformed arguments throw an error naming them.
 
 const USAGE = `usage: npm run bench -- [options]
-  --quick            a run under a minute (short windows, 3 runs per case, one round)
-  --seconds S        length of one measured window (default 1; --quick 0.12)
+  --quick            a run under a minute (short windows, 3 runs per case, one round; fio: one
+                     window of 3 x --seconds)
+  --seconds S        length of one measured window (default 1; --quick 0.1)
   --runs N           measured windows per case process (default 3; --quick 3)
   --rounds N         passes over all cases, interleaved (default 2; --quick 1); samples = runs x rounds
-  --warmup S         warm-up window before the measured ones (default 0.3; --quick 0.05)
+  --warmup S         warm-up window before the measured ones (default 0.3; --quick 0.03)
   --only IDS         comma-separated scenario ids or prefixes (rand4k, read1m, read1g, direct, write, scale, memory)
   --dir DIR          where the data files are generated (default: os.tmpdir()); removed at the end
   --json             print the results as JSON on stdout instead of the table
@@ -50,7 +51,7 @@ function parseArgs(argv) {
       set[name] = n;
     } else set[name] = value;
   }
-  const defaults = o.quick ? { seconds: 0.12, runs: 3, rounds: 1, warmup: 0.05 } : { seconds: 1, runs: 3, rounds: 2, warmup: 0.3 };
+  const defaults = o.quick ? { seconds: 0.1, runs: 3, rounds: 1, warmup: 0.03 } : { seconds: 1, runs: 3, rounds: 2, warmup: 0.3 };
   return { ...o, ...defaults, ...set };
 }
 

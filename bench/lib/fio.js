@@ -14,30 +14,36 @@ function fioVersion(bin = 'fio') {
 const ms = (s) => `${Math.max(1, Math.round(s * 1000))}ms`;
 
 /**
- * fio arguments for one measured window of `scenario` with `ioengine`. Page-cached cases use
+ * fio arguments for `runs` measured windows of `scenario` with `ioengine`, in one fio process:
+ * one job per window, each after a --ramp_time warm-up, serialized by --stonewall (which also
+ * starts a new reporting group, so each window is reported on its own). Page-cached cases use
  * --invalidate=0 so fio does not drop the cache; O_DIRECT ones --direct=1. Concurrency is fio's
  * iodepth (psync is synchronous: depth 1); scaling rows run `workers` jobs sharing the depth.
  */
-function fioArgs(scenario, ioengine, file, { seconds, warmup }) {
+function fioArgs(scenario, ioengine, file, { seconds, warmup, runs = 1 }) {
   const jobs = scenario.workers || 1;
   const depth = ioengine === 'psync' ? 1 : Math.max(1, Math.round(scenario.concurrency / jobs));
   const rw = scenario.pattern === 'whole' ? 'read' : scenario.op === 'write' ? 'randwrite' : 'randread';
   const args = [
-    '--name=bench', `--filename=${file}`, `--ioengine=${ioengine}`, `--rw=${rw}`, `--bs=${scenario.bs}`,
+    `--filename=${file}`, `--ioengine=${ioengine}`, `--rw=${rw}`, `--bs=${scenario.bs}`,
     `--iodepth=${depth}`, `--numjobs=${jobs}`, '--group_reporting=1', '--thread=0',
     `--direct=${scenario.direct ? 1 : 0}`, '--invalidate=0', '--norandommap=1', '--randrepeat=0',
     '--time_based=1', `--runtime=${ms(seconds)}`, '--output-format=json',
   ];
   if (warmup > 0) args.push(`--ramp_time=${ms(warmup)}`);
   if (scenario.latency) args.push('--lat_percentiles=1', '--percentile_list=50:99:99.9');
+  for (let r = 0; r < runs; r++) args.push(`--name=run${r}`, ...(r > 0 ? ['--stonewall'] : []));
   return args;
 }
 
-/** One run ({ ops, bytes, seconds, lat? }) from fio's JSON output. */
+/** The runs ([{ ops, bytes, seconds, lat? }], one per reporting group) from fio's JSON output. */
 function parseFio(stdout, op) {
   const start = stdout.indexOf('{');
   if (start < 0) throw new Error(`fio printed no JSON: ${stdout.slice(0, 200)}`);
-  const job = JSON.parse(stdout.slice(start)).jobs[0];
+  return JSON.parse(stdout.slice(start)).jobs.map((job) => parseJob(job, op));
+}
+
+function parseJob(job, op) {
   const r = job[op === 'write' ? 'write' : 'read'];
   const seconds = r.runtime / 1000;
   const run = { ops: r.total_ios, bytes: r.io_bytes, seconds, iops: r.iops, bw: r.bw_bytes };

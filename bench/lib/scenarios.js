@@ -12,6 +12,9 @@ const IMPLS = {
   'usrbio.read': { family: 'usrbio', runner: 'node', kind: 'usrbio-op', note: 'one await per I/O' },
   'usrbio.write': { family: 'usrbio', runner: 'node', kind: 'usrbio-op', note: 'one await per I/O, data from engine.alloc' },
   'usrbio.stream': { family: 'usrbio', runner: 'node', kind: 'usrbio-stream', note: 'for await, window = concurrency' },
+  // diagnostic variants (not used by the bars): the agent's idle spin off
+  'usrbio.read spin=0': { family: 'usrbio', runner: 'node', kind: 'usrbio-op', env: { USRBIO_AGENT_SPIN_US: '0' }, note: 'usrbio.read with USRBIO_AGENT_SPIN_US=0 (diagnostic: no idle spin in the agent)' },
+  'usrbio.stream spin=0': { family: 'usrbio', runner: 'node', kind: 'usrbio-stream', env: { USRBIO_AGENT_SPIN_US: '0' }, note: 'usrbio.stream with USRBIO_AGENT_SPIN_US=0 (diagnostic)' },
   'usrbio.batch': { family: 'usrbio', runner: 'node', kind: 'usrbio-batch', note: 'await batch(concurrency requests), repeated' },
   'fs.promises': { family: 'alt', runner: 'node', kind: 'fs-promises', env: { UV_USE_IO_URING: '0' }, note: 'FileHandle.read/write, libuv thread pool (4 threads)' },
   'fs.promises+io_uring': { family: 'alt', runner: 'node', kind: 'fs-promises', env: { UV_USE_IO_URING: '1' }, note: 'the same with UV_USE_IO_URING=1' },
@@ -32,14 +35,15 @@ function scenarios() {
   list.push({
     id: 'rand4k-c1', title: '4 KiB random reads, page-cached, concurrency 1 (latency)', group: '4 KiB random read',
     op: 'read', file: 'data', bs: 4 * KiB, concurrency: 1, pattern: 'random', cached: true, latency: true,
-    metric: 'iops', impls: ['usrbio.read', ...READ_ALTS],
+    metric: 'iops', impls: ['usrbio.read', 'usrbio.read spin=0', ...READ_ALTS],
   });
   for (const c of [16, 64, 256]) {
+    const diag = c === 64 ? ['usrbio.read spin=0', 'usrbio.stream spin=0'] : [];
     list.push({
       id: `rand4k-c${c}`, title: `4 KiB random reads, page-cached, concurrency ${c}`, group: '4 KiB random read',
       op: 'read', file: 'data', bs: 4 * KiB, concurrency: c, pattern: 'random', cached: true,
       // the synchronous alternatives have concurrency 1 whatever the row: measured in rand4k-c1
-      metric: 'iops', impls: ['usrbio.read', 'usrbio.stream', 'usrbio.batch', 'fs.promises', 'fs.promises+io_uring', 'fio io_uring'],
+      metric: 'iops', impls: ['usrbio.read', 'usrbio.stream', 'usrbio.batch', ...diag, 'fs.promises', 'fs.promises+io_uring', 'fio io_uring'],
     });
   }
   list.push({

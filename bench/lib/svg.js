@@ -6,7 +6,7 @@ const { METRICS } = require('./scenarios');
 const { fmtValue } = require('./format');
 
 const COLORS = {
-  'usrbio.read': '#1f77b4', 'usrbio.write': '#1f77b4', 'usrbio.stream': '#2ca02c', 'usrbio.batch': '#17becf',
+  'usrbio.read': '#1f77b4', 'usrbio.write': '#1f77b4', 'usrbio.stream': '#2ca02c', 'usrbio.batch': '#17becf', 'usrbio.read spin=0': '#9ecae1', 'usrbio.stream spin=0': '#98df8a',
   'usrbio (iov)': '#1f77b4', 'fs.promises': '#ff7f0e', 'fs.promises+io_uring': '#d62728', 'fs.readSync': '#8c564b',
   'fs.writeSync': '#8c564b', 'fio io_uring': '#7f7f7f', 'fio psync': '#bcbd22', Buffer: '#ff7f0e',
 };
