@@ -266,6 +266,6 @@ process.on('exit', () => { if (workspace) workspace.remove(); });
 
 main().then((code) => { process.exitCode = code; }, (e) => {
   if (workspace) workspace.remove();
-  process.stderr.write(`${e instanceof RangeError ? `error: ${e.message}\n${USAGE}` : e.stack}\n`);
+  process.stderr.write(`${e instanceof RangeError ? `error: ${e.message}\n(npm run bench -- --help lists the options)` : e.stack}\n`);
   process.exitCode = 2;
 });

@@ -12,8 +12,8 @@ const USAGE = `usage: npm run bench -- [options]
   --dir DIR          where the data files are generated (default: os.tmpdir()); removed at the end
   --json             print the results as JSON on stdout instead of the table
   --out FILE         where the JSON results are written (default bench/results/latest.json)
-  --docs             also regenerate docs/benchmarks.md and docs/benchmarks.svg from this run
-  --report FILE      no run: regenerate docs/benchmarks.md and docs/benchmarks.svg from a JSON results file
+  --docs             also write docs/benchmarks.md (between its markers), .svg and .json from this run
+  --report FILE      no run: regenerate docs/benchmarks.md and .svg from a JSON results file
   --check            exit 1 when a bar is missed (npm run bench:check is --quick --check)
   --no-fio           skip the fio columns even when fio is installed
   --no-progress      no progress bar on stderr
