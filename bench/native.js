@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // bench/native.js - usrbio C API vs fio io_uring on a page-cached 1 GiB file.
 //
-//   npm run bench [-- --quick] [-- --json] [-- --seconds N] [-- --dir D] [-- --only 4k|1m] [-- --repeat N]
+//   npm run bench:native [-- --quick] [-- --json] [-- --seconds N] [-- --dir D] [-- --only 4k|1m] [-- --repeat N]
 //
 // Compiles bench/usrbio_bench.cpp against build/Release/libhf3fs_usrbio.so (the flags of
 // `usrbio config --cflags --libs`), creates (or reuses) <tmpdir>/usrbio-bench/data-1g.bin, reads it
