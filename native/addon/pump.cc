@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <mutex>
 #include <string>
@@ -201,7 +202,12 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
   Napi::Value Detach(const Napi::CallbackInfo &info) {
     if (!live_ || !hdr_) return info.Env().Undefined();  // also after the env cleanup released it
     while (inflight_[0] || inflight_[1]) {
-      if (!reap(0) && !reap(1)) usrbio_ior_sleep(inflight_[0] ? &rings_[0] : &rings_[1], 1000);
+      if (reap(0) || reap(1)) continue;
+      // I/O on a ring whose agent is gone (a dead service) never completes: give it up (the
+      // engine fails those requests as the worker's).
+      for (int k = 0; k < 2; k++)
+        if (inflight_[k] && usrbio_ior_health(&rings_[k]) < 0) inflight_[k] = 0;
+      if (inflight_[0] || inflight_[1]) usrbio_ior_sleep(inflight_[0] ? &rings_[0] : &rings_[1], 1000);
     }
     unregister();
     store(kState, kDetached);
@@ -336,10 +342,23 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
         continue;
       }
       spun = false;
+      // Rings in flight whose executor is gone (a service that stopped or died) never complete:
+      // fail the step, so the engine fails this worker's requests (EPIPE) instead of hanging.
+      for (int k = 0; k < 2; k++) {
+        int h = inflight_[k] ? usrbio_ior_health(&rings_[k]) : 0;
+        if (h < 0) {
+          Napi::Error e = Napi::Error::New(env, std::string("usrbio: the agent serving this worker's rings stopped (") +
+                                                    strerror(-h) + ")");
+          e.Set("errno", Napi::Number::New(env, h));
+          e.ThrowAsJavaScriptException();
+          return env.Undefined();
+        }
+      }
       int w = inflight_[0] || !inflight_[1] ? 0 : 1;
       uint64_t until = deadline;
       if (inflight_[0] && inflight_[1]) until = std::min<uint64_t>(until, now + 1000000ull);  // poll the write ring
       if (!busy) until = std::min<uint64_t>(until, idle_since_ + idle_ns);
+      else until = std::min<uint64_t>(until, now + 100000000ull);  // re-check health every 100 ms
       store(kState, w ? kSleepWrite : kSleepRead);
       if (sq_new()) {
         store(kState, kRunning);
