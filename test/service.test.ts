@@ -189,6 +189,9 @@ for (const executor of ['io_uring', 'pread'] as const) {
     const s = await startServe(t, data, ['--executor', executor]);
     t.equal(s.svc.stats().executor, executor);
     const survivor = child(t, bin, ['loop', data, file, '1500']);
+    const lazy = child(t, bin, ['noreap', data, file]); // a client that stops reaping stalls only itself
+    await lazy.line(/more=-?\d+/);
+    t.equal(kv(lazy.out()).more, '-11', 'its full ring refuses more (EAGAIN)');
     const owner = child(t, bin, ['share', data, file, '4096']);
     await owner.line(/id=\w{32}\n/);
     await survivor.line(/ready=1/);
@@ -217,6 +220,8 @@ for (const executor of ['io_uring', 'pread'] as const) {
     owner.stdin!.end('go\n');
     t.equal(await survivor.exited, 0);
     t.equal(kv(survivor.out()).bad, '0', 'another client saw no error meanwhile');
+    lazy.kill('SIGKILL');
+    await lazy.exited;
     await owner.exited;
     await until('clients gone', () => s.svc.stats().clients === 0);
     t.match(s.svc.stats(), { rings: 0, iovs: 0, files: 0 });

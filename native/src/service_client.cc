@@ -102,6 +102,7 @@ std::map<std::string, std::string> &overrides() {
   return *m;
 }
 
+// pthread_atfork child handler: every connection belongs to the parent (see orphan()).
 void after_fork_child() {
   new (&g_mu) std::mutex();
   for (auto &kv : conns())
@@ -109,6 +110,7 @@ void after_fork_child() {
   conns().clear();
 }
 
+// A request header for `op`, arguments zeroed.
 SvcReq make_req(SvcOp op) {
   SvcReq q{};
   q.magic = kSvcMagic;

@@ -241,6 +241,8 @@ class ServiceHost {
   uint64_t clients_hello_ = 0;  // connections that said hello (stat queries do not)
 };
 
+// One log record: `fmt` formats the message, optionally followed by '\x1f' and JSON fields.
+// Loop thread (and start()).
 void ServiceHost::log(int level, const char *event, const char *fmt, ...) {
   va_list ap, ap2;
   va_start(ap, fmt);
@@ -271,6 +273,8 @@ void ServiceHost::log(int level, const char *event, const char *fmt, ...) {
   opts_.log(opts_.log_ctx, level, j.c_str());
 }
 
+// Validate the options, take the directory's lock, start the agent, bind the socket and start
+// the loop thread. On failure everything taken so far is released (~ServiceHost).
 int ServiceHost::start(const usrbio_service_options &o, ServiceHost **out) {
   if (!o.dir || !*o.dir) return -EINVAL;
   if (o.max_clients < 0 || o.max_clients > 65536 || o.threads < 0 || o.threads > 256) return -EINVAL;
@@ -378,6 +382,8 @@ ServiceHost::~ServiceHost() {
   agent_.reset();  // before bell_, which holds its sleeping word
 }
 
+// Wake the loop thread to stop and join it, then close what start() opened. Idempotent; not
+// from the loop thread.
 void ServiceHost::stop() {
   uint64_t one = 1;
   if (thr_.joinable()) {
@@ -394,6 +400,8 @@ void ServiceHost::stop() {
   }
 }
 
+// The loop thread: accept clients, serve their requests, sample the IOPS counters each second;
+// on stop, tear down in the order described at the end.
 void ServiceHost::loop() {
   epoll_event evs[64];
   bool running = true;
@@ -440,6 +448,8 @@ void ServiceHost::loop() {
   log(2, "stopped", "stopped");
 }
 
+// Accept every pending connection and record its peer credentials. Beyond max-clients + 64
+// not-yet-hello connections the connection gets one -EUSERS reply and is closed.
 void ServiceHost::accept_clients() {
   for (;;) {
     int fd = accept4(lfd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -475,9 +485,11 @@ void ServiceHost::accept_clients() {
   }
 }
 
-// Read and answer every queued request of a client; EOF or a socket error drops it.
+// Read and answer up to 64 queued requests of a client (epoll is level-triggered: the rest wait
+// for the next round, so a client flooding the socket cannot starve the others); EOF or a socket
+// error drops it.
 void ServiceHost::serve(Client &c) {
-  for (;;) {
+  for (int budget = 64; budget > 0; budget--) {
     SvcReq q;
     int fds[1] = {-1};
     int nfds = 0;
@@ -683,6 +695,7 @@ void ServiceHost::drop(int fd, const char *why) {
         (unsigned long long)agent_->inflight());
 }
 
+// Counters for usrbio stat; any thread (the agent's counters are atomics, the rest under mu_).
 void ServiceHost::stats(SvcStats *out) {
   memset(out, 0, sizeof *out);
   AgentStats s;

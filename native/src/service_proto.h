@@ -37,6 +37,7 @@ struct SvcReq {
   uint8_t id[16];
   int64_t a[6];
 };
+static_assert(sizeof(SvcReq) == 72, "the request size is part of the protocol (docs/architecture.md section 7)");
 
 using SvcStats = struct ::usrbio_service_stats;
 
