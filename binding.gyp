@@ -20,6 +20,8 @@
         "native/src/client_ring.cc",
         "native/src/backend_local.cc",
         "native/src/backend_3fs.cc",
+        "native/src/service_host.cc",
+        "native/src/service_client.cc",
         "native/src/api.cc"
       ],
       "include_dirs": ["native/include", "native/src"],
@@ -32,7 +34,7 @@
     {
       "target_name": "usrbio",
       "dependencies": ["hf3fs_usrbio"],
-      "sources": ["native/addon/addon.cc", "native/addon/pump.cc", "native/addon/lowlevel.cc"],
+      "sources": ["native/addon/addon.cc", "native/addon/pump.cc", "native/addon/lowlevel.cc", "native/addon/service.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native/include"],
       "defines": ["NAPI_VERSION=9", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
       "cflags": ["-O2", "-g", "-fvisibility=hidden"],

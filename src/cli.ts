@@ -1,10 +1,19 @@
 #!/usr/bin/env node
-// The usrbio command line: `usrbio config --cflags --libs`.
-import { Command } from 'commander';
+// The usrbio command line: `usrbio config --cflags --libs`, `usrbio serve <dir>`, `usrbio stat [dir]`.
+import { Command, Option } from 'commander';
+import pino from 'pino';
 import { cflags, libs } from './config';
+import { formatStats, serve, serviceStats, type Service } from './service';
+
+export interface ProgramIo {
+  /** Where `serve` writes its pino log lines; default stderr. */
+  logFd?: number;
+  /** Called with the running service once `serve` has started it. */
+  onServe?: (s: Service) => void;
+}
 
 /** Build the command tree; `out` receives normal output. */
-export function program(out: (s: string) => void): Command {
+export function program(out: (s: string) => void, io: ProgramIo = {}): Command {
   const cmd = new Command('usrbio').description('USRBIO for Node.js and C').exitOverride();
   cmd
     .command('config')
@@ -18,7 +27,62 @@ export function program(out: (s: string) => void): Command {
       if (opts.libs) parts.push(libs());
       out(parts.join(' ') + '\n');
     });
+  cmd
+    .command('serve')
+    .description('run the shared agent service for every path under <dir> in the foreground, until SIGTERM or ' +
+      'SIGINT. Clients (C programs and Node engines) find it through the socket ' +
+      '$USRBIO_RUN_DIR/<hash of the real path of dir>.sock (USRBIO_RUN_DIR defaults to /tmp/usrbio); ' +
+      'USRBIO_SERVICE=off|auto|<socket> overrides. Logs are pino JSON lines on stderr.')
+    .argument('<dir>', 'directory to serve')
+    .option('--threads <n>', 'preadv/pwritev workers of the pread executor (0 = 2 x cores, 4..64)', '0')
+    .addOption(new Option('--executor <kind>', 'I/O executor').choices(['auto', 'io_uring', 'pread']).default('auto'))
+    .option('--max-clients <n>', 'connected client processes at most (1..65536)', '256')
+    .addOption(new Option('--log-level <level>', 'least severe level logged')
+      .choices(['error', 'warn', 'info', 'debug']).default('info'))
+    .action(async (dir: string, opts: { threads: string; executor: 'auto' | 'io_uring' | 'pread';
+      maxClients: string; logLevel: string }) => {
+      const logger = pino({ name: 'usrbio', level: opts.logLevel }, pino.destination({ fd: io.logFd ?? 2, sync: true }));
+      const svc = serve(dir, {
+        threads: cliInt('--threads', opts.threads),
+        executor: opts.executor,
+        maxClients: cliInt('--max-clients', opts.maxClients),
+        logger,
+      });
+      io.onServe?.(svc);
+      await new Promise<void>((resolve) => {
+        const stop = (signal: NodeJS.Signals): void => {
+          process.off('SIGTERM', stop);
+          process.off('SIGINT', stop);
+          logger.info({ event: 'signal', signal }, `${signal}: stopping`);
+          svc.stop();
+          resolve();
+        };
+        process.on('SIGTERM', stop);
+        process.on('SIGINT', stop);
+      });
+      // The native log lines of the stop arrive on the next turns; let them through.
+      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setImmediate(r));
+    });
+  cmd
+    .command('stat')
+    .description('show the counters of the service serving [dir] (default: $USRBIO_SERVICE if it names a ' +
+      'socket, else the current directory): clients, rings, iovs, in-flight I/O, bytes, IOPS, executor')
+    .argument('[dir]', 'a served directory (or one under it), or a service socket')
+    .option('--json', 'one JSON object, for scripts')
+    .action((dir: string | undefined, opts: { json?: boolean }) => {
+      const env = process.env.USRBIO_SERVICE;
+      const where = dir ?? (env && env !== 'auto' && env !== 'off' ? env : process.cwd());
+      const s = serviceStats(where);
+      if (!s) throw new Error(`usrbio stat: no usrbio service serves ${where}`);
+      out(opts.json ? JSON.stringify(s) + '\n' : formatStats(s));
+    });
   return cmd;
+}
+
+function cliInt(name: string, v: string): number {
+  if (!/^\d+$/.test(v)) throw new Error(`usrbio serve: ${name} must be a non-negative integer, got ${JSON.stringify(v)}`);
+  return Number(v);
 }
 
 /* c8 ignore start */

@@ -8,6 +8,8 @@ export { includeDir, libDir, libraryPath, isBuilt } from './paths';
 export { Iov, Ior, regFd, deregFd, agentStats, UsrbioError, errnoName } from './native';
 export type { AgentStats } from './native';
 export * as lowlevel from './lowlevel';
+export { serve, serviceSocket, serviceStats } from './service';
+export type { Service, ServeOptions, ServiceLogger, ServiceStats } from './service';
 // The low-level functions by name too, except regFd and deregFd: those above are the Node API's
 // (lowlevel.regFd also takes C's flags argument).
 export {

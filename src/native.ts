@@ -55,6 +55,11 @@ interface Binding {
   iorSize(entries: number): number;
   agentStats(): AgentStats;
   version(): string;
+  Service: new (dir: string, threads: number, executor: string, maxClients: number,
+    log: (level: number, json: string) => void) => { stop(): void; stats(): import('./service').ServiceStats };
+  serviceQuery(path: string): import('./service').ServiceStats | number;
+  serviceSocket(dir: string): string | number;
+  serviceOverride(mount: string, spec: string | null): number;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -87,7 +92,8 @@ const errnoNames: Record<number, string> = {
   19: 'ENODEV', 20: 'ENOTDIR', 21: 'EISDIR', 22: 'EINVAL', 23: 'ENFILE', 24: 'EMFILE', 25: 'ENOTTY', 26: 'ETXTBSY',
   27: 'EFBIG', 28: 'ENOSPC', 29: 'ESPIPE', 30: 'EROFS', 31: 'EMLINK', 32: 'EPIPE', 33: 'EDOM', 34: 'ERANGE',
   35: 'EDEADLK', 36: 'ENAMETOOLONG', 37: 'ENOLCK', 38: 'ENOSYS', 39: 'ENOTEMPTY', 40: 'ELOOP', 61: 'ENODATA',
-  62: 'ETIME', 75: 'EOVERFLOW', 84: 'EILSEQ', 95: 'ENOTSUP', 105: 'ENOBUFS', 107: 'ENOTCONN', 110: 'ETIMEDOUT',
+  62: 'ETIME', 71: 'EPROTO', 75: 'EOVERFLOW', 84: 'EILSEQ', 87: 'EUSERS', 95: 'ENOTSUP', 98: 'EADDRINUSE',
+  104: 'ECONNRESET', 105: 'ENOBUFS', 107: 'ENOTCONN', 110: 'ETIMEDOUT', 111: 'ECONNREFUSED',
   116: 'ESTALE', 122: 'EDQUOT', 125: 'ECANCELED',
 };
 

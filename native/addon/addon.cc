@@ -289,6 +289,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::Function::New(env, Version, "version"));
   RegisterPump(env, exports, state);
   RegisterLowLevel(env, exports, state);
+  RegisterService(env, exports, state);
   return exports;
 }
 

@@ -123,4 +123,7 @@ int ior_create(int variant, hf3fs_ior *ior, const char *mp, int entries, bool fo
 // Adds the `lowlevel` object: the rest of the C API one-to-one (lowlevel.cc).
 void RegisterLowLevel(Napi::Env env, Napi::Object exports, EnvState *state);
 
+// Adds Service, serviceQuery, serviceSocket and serviceOverride (service.cc).
+void RegisterService(Napi::Env env, Napi::Object exports, EnvState *state);
+
 }  // namespace usrbio_addon

@@ -22,6 +22,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <mutex>
 #include <string>
@@ -229,7 +230,12 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
       store(kState, kExiting);  // the main thread prepares no more
     }
     while (inflight_[0] || inflight_[1]) {
-      if (!reap(0) && !reap(1)) usrbio_ior_sleep(inflight_[0] ? &rings_[0] : &rings_[1], 1000);
+      if (reap(0) || reap(1)) continue;
+      // I/O on a ring whose agent is gone (a dead service) never completes: give it up (the
+      // engine fails those requests as the worker's).
+      for (int k = 0; k < 2; k++)
+        if (inflight_[k] && usrbio_ior_health(&rings_[k]) < 0) inflight_[k] = 0;
+      if (inflight_[0] || inflight_[1]) usrbio_ior_sleep(inflight_[0] ? &rings_[0] : &rings_[1], 1000);
     }
     unregister();
     store(kState, kDetached);
@@ -379,11 +385,24 @@ class Pump : public Napi::ObjectWrap<Pump>, public Owned {
         continue;
       }
       spun = false;
+      // Rings in flight whose executor is gone (a service that stopped or died) never complete:
+      // fail the step, so the engine fails this worker's requests (EPIPE) instead of hanging.
+      for (int k = 0; k < 2; k++) {
+        int h = inflight_[k] ? usrbio_ior_health(&rings_[k]) : 0;
+        if (h < 0) {
+          Napi::Error e = Napi::Error::New(env, std::string("usrbio: the agent serving this worker's rings stopped (") +
+                                                    strerror(-h) + ")");
+          e.Set("errno", Napi::Number::New(env, h));
+          e.ThrowAsJavaScriptException();
+          return env.Undefined();
+        }
+      }
       const int r0 = inflight_[0], r1 = inflight_[1];
       int w = r0 || !r1 ? 0 : 1;
       uint64_t until = deadline;
       if (r0 && r1) until = std::min<uint64_t>(until, now + 1000000ull);  // poll the write ring
       if (!busy) until = std::min<uint64_t>(until, idle_since_ + idle_ns);
+      else until = std::min<uint64_t>(until, now + 100000000ull);  // re-check health every 100 ms
       store(kState, w ? kSleepWrite : kSleepRead);
       // After the state store: the main thread either saw it (and wakes us for the other ring)
       // or prepared before it, which shows here as a changed in-flight count (both seq_cst).

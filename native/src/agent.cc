@@ -45,6 +45,13 @@ struct Ring {
   std::condition_variable idle_cv; // signalled when a removed ring's last batch completes
   // What the client's waits report: 0 served, -EIO fenced, -EPIPE agent stopped.
   std::shared_ptr<std::atomic<int>> health = std::make_shared<std::atomic<int>>(0);
+  int32_t *health_word = nullptr;  // a copy of health in the ring's shared memory (service rings)
+  uint64_t owner = 0;              // iovs and files this ring may use
+  // Set the health (and its shared copy).
+  void set_health(int v) {
+    health->store(v);
+    if (health_word) std::atomic_ref<int32_t>(*health_word).store(v);
+  }
 };
 
 namespace {
@@ -75,10 +82,11 @@ FileReg::~FileReg() {
   if (fd >= 0) close(fd);
 }
 
-Agent::Key16 Agent::key_of(const uint8_t id[16]) {
+Agent::Key16 Agent::key_of(const uint8_t id[16], uint64_t owner) {
   Key16 k;
   memcpy(&k.a, id, 8);
   memcpy(&k.b, id + 8, 8);
+  k.owner = owner;
   return k;
 }
 
@@ -147,7 +155,7 @@ Agent::~Agent() {
 
 void Agent::set_health_all(int v) {
   std::lock_guard<std::mutex> g(rings_mu_);
-  for (auto &r : rings_) r->health->store(v);
+  for (auto &r : rings_) r->set_health(v);
 }
 
 void Agent::stop() {
@@ -188,7 +196,8 @@ void Agent::stats(AgentStats *out) {
   out->executor = executor_name();
 }
 
-int Agent::add_iov(const uint8_t id[16], uint8_t *base, size_t size, size_t block_size, std::shared_ptr<void> keep) {
+int Agent::add_iov(const uint8_t id[16], uint8_t *base, size_t size, size_t block_size, std::shared_ptr<void> keep,
+                   uint64_t owner) {
   if (!base || size == 0 || block_size > size) return -EINVAL;
   auto reg = std::make_shared<IovReg>();
   memcpy(reg->id, id, 16);
@@ -198,7 +207,7 @@ int Agent::add_iov(const uint8_t id[16], uint8_t *base, size_t size, size_t bloc
   reg->keep = std::move(keep);
   std::unique_lock<std::shared_mutex> g(reg_mu_);
   if (iovs_.size() >= opts_.max_iovs) return -EMFILE;
-  auto k = key_of(id);
+  auto k = key_of(id, owner);
   if (iovs_.count(k)) return -EEXIST;
   g.unlock();
   // Registration can take long for big buffers: do it outside the lock.
@@ -210,12 +219,12 @@ int Agent::add_iov(const uint8_t id[16], uint8_t *base, size_t size, size_t bloc
   return 0;
 }
 
-void Agent::remove_iov(const uint8_t id[16], bool wait_inflight) {
+void Agent::remove_iov(const uint8_t id[16], bool wait_inflight, uint64_t owner) {
   if (orphaned()) return;
   std::shared_ptr<IovReg> dead;  // released outside the lock
   {
     std::unique_lock<std::shared_mutex> g(reg_mu_);
-    auto it = iovs_.find(key_of(id));
+    auto it = iovs_.find(key_of(id, owner));
     if (it == iovs_.end()) return;
     dead = std::move(it->second);
     iovs_.erase(it);
@@ -231,16 +240,16 @@ void Agent::remove_iov(const uint8_t id[16], bool wait_inflight) {
   done_waiters_.fetch_sub(1);
 }
 
-int Agent::iov_memreg_state(const uint8_t id[16]) {
+int Agent::iov_memreg_state(const uint8_t id[16], uint64_t owner) {
   std::shared_lock<std::shared_mutex> g(reg_mu_);
-  auto it = iovs_.find(key_of(id));
+  auto it = iovs_.find(key_of(id, owner));
   if (it == iovs_.end()) return -ENOENT;
   return int(it->second->mr ? it->second->mr->state() : MemRegState::Unregistered);
 }
 
 int Agent::add_ring(uint8_t *base, size_t bytes, int entries, bool for_read, int io_depth, int timeout_ms,
                     int priority, uint64_t flags, std::shared_ptr<void> keep, uint64_t *ring_id,
-                    std::shared_ptr<std::atomic<int>> *health) {
+                    std::shared_ptr<std::atomic<int>> *health, uint64_t owner, int32_t *health_word) {
   if (!base || entries <= 0 || entries > kMaxRingEntries || bytes < ring_bytes(size_t(entries))) return -EINVAL;
   if (io_depth > entries || timeout_ms < 0) return -EINVAL;
   auto r = std::make_shared<Ring>();
@@ -252,6 +261,9 @@ int Agent::add_ring(uint8_t *base, size_t bytes, int entries, bool for_read, int
   r->priority = priority < 0 ? -1 : (priority > 0 ? 1 : 0);
   r->flags = flags;
   r->keep = std::move(keep);
+  r->owner = owner;
+  r->health_word = health_word;
+  if (health_word) std::atomic_ref<int32_t>(*health_word).store(0);
   r->v.sqeTail().store(0);
   r->v.cqeHead().store(0);
   if (sem_init(r->v.sem(), 1, 0) != 0) return -errno;
@@ -290,7 +302,7 @@ void Agent::remove_ring(uint64_t ring_id, bool wait_inflight) {
   if (wait_inflight) dead->idle_cv.wait(g, [&] { return dead->processing == 0; });
 }
 
-int Agent::add_file(int fd, uint64_t *handle) {
+int Agent::add_file(int fd, uint64_t *handle, uint64_t owner) {
   int fl = fcntl(fd, F_GETFL);
   if (fl < 0) return -errno;
   struct stat st;
@@ -298,6 +310,7 @@ int Agent::add_file(int fd, uint64_t *handle) {
   if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) return -EINVAL;
   auto f = std::make_shared<FileReg>();
   f->accmode = fl & O_ACCMODE;
+  f->owner = owner;
   // A private open file description: the agent's lseeks (hole checks) must not move the
   // application's offset, and O_APPEND/O_NONBLOCK set on the application's fd must not change
   // what positional I/O does. Reopen through /proc (works for unlinked files too); where that is
@@ -374,7 +387,7 @@ size_t Agent::claim_ring(Ring &r, std::shared_ptr<Ring> &sp, uint64_t now, size_
   int32_t ctail = r.v.cqeTail().load();
   if (head < 0 || head >= E || ctail < 0 || ctail >= E) {
     r.fenced = true;
-    r.health->store(-EIO);
+    r.set_health(-EIO);
     ULOG_WARN("ring %llu fenced: its client wrote an out-of-range marker (sqeHead %d, cqeTail %d, entries %d)",
               (unsigned long long)r.id, head, ctail, r.entries);
     return 0;
@@ -383,7 +396,7 @@ size_t Agent::claim_ring(Ring &r, std::shared_ptr<Ring> &sp, uint64_t now, size_
   int retiring = (r.proc_tail + E - r.sqe_tail) % E;  // claimed, sqeTail not yet past them
   if (sqes > E - 1 - retiring) {
     r.fenced = true;
-    r.health->store(-EIO);
+    r.set_health(-EIO);
     ULOG_WARN("ring %llu fenced: sqeHead %d overruns sqes still in flight", (unsigned long long)r.id, head);
     return 0;
   }
@@ -455,7 +468,7 @@ void Agent::build_batch(Ring &r, std::shared_ptr<Ring> &sp, int32_t start, int n
   IoSqe *sqes = r.v.sqes();
   IoArgs *args = r.v.args();
   IovReg *last_iov = nullptr;
-  Key16 last_key{0, 0};
+  Key16 last_key{0, 0, 0};
   FileReg *last_file = nullptr;
   uint64_t last_handle = 0;
   std::shared_lock<std::shared_mutex> g(reg_mu_);
@@ -476,7 +489,7 @@ void Agent::build_batch(Ring &r, std::shared_ptr<Ring> &sp, int32_t start, int n
     IoArgs a;
     memcpy(&a, &args[s.index], sizeof a);
     std::atomic_signal_fence(std::memory_order_seq_cst);
-    Key16 k = key_of(a.bufId);
+    Key16 k = key_of(a.bufId, r.owner);
     if (!last_iov || !(k == last_key)) {
       auto it = iovs_.find(k);
       if (it == iovs_.end()) {
@@ -503,7 +516,7 @@ void Agent::build_batch(Ring &r, std::shared_ptr<Ring> &sp, int32_t start, int n
     }
     if (!last_file || a.fileIid != last_handle) {
       auto it = files_.find(a.fileIid);
-      if (it == files_.end()) {
+      if (it == files_.end() || it->second->owner != r.owner) {
         io.error.store(-EBADF);
         continue;
       }

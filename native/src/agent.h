@@ -45,6 +45,10 @@ struct AgentOptions {
   uint64_t chunk_bytes = 8ull << 20; // large I/Os execute as chunks of this size
   int chunks_per_io = 8;             // chunks of one I/O in flight at once (64 MiB by default)
   int scan_interval_ms = 50;         // rings are rescanned at least this often without a submit
+  // Where the dispatcher announces that it sleeps (Doorbell::sleeping). nullptr: inside the
+  // agent. A service host points it into a page its clients map read-only, so that a client
+  // rings the eventfd only when the dispatcher sleeps. Must outlive the agent.
+  std::atomic<uint32_t> *sleeping_word = nullptr;
 };
 
 // Limits the agent enforces, as documented in docs/architecture.md.
@@ -53,7 +57,9 @@ constexpr int kMaxIoRetries = 16;  // attempts of one chunk that made no progres
 // The wake-up channel from clients to the dispatcher. A client rings only when the dispatcher
 // announced it is about to sleep, so a busy agent costs clients no syscall.
 struct Doorbell {
-  std::atomic<uint32_t> sleeping{0};
+  explicit Doorbell(std::atomic<uint32_t> *word) : sleeping(word ? *word : own) {}
+  std::atomic<uint32_t> own{0};
+  std::atomic<uint32_t> &sleeping;  // `own`, or AgentOptions::sleeping_word
   int efd = -1;  // eventfd, owned by the agent
   // Call after publishing new sqes or freeing cqe space.
   void ring() {
@@ -80,6 +86,7 @@ struct IovReg {
 struct FileReg {
   int fd = -1;  // the agent's own descriptor
   int accmode = 0;
+  uint64_t owner = 0;  // only rings of this owner may use it (see Agent::add_ring)
   ~FileReg();
 };
 
@@ -159,28 +166,35 @@ class Agent : public std::enable_shared_from_this<Agent> {
   void orphan();
   bool orphaned() const { return orphaned_.load(std::memory_order_relaxed); }
 
-  // Register iov memory under `id`. The memory must stay mapped while `keep` lives.
+  // Owners: every iov, file and ring belongs to an owner (0 for the embedded host; one per
+  // client for a service host). A ring's I/Os can name only iovs and files of its own owner;
+  // iov ids are looked up as (owner, id), so owners never see each other's registrations.
+  //
+  // Register iov memory under (owner, id). The memory must stay mapped while `keep` lives.
   // Returns 0, -EEXIST, -EMFILE (too many iovs).
-  int add_iov(const uint8_t id[16], uint8_t *base, size_t size, size_t block_size, std::shared_ptr<void> keep);
+  int add_iov(const uint8_t id[16], uint8_t *base, size_t size, size_t block_size, std::shared_ptr<void> keep,
+              uint64_t owner = 0);
   // Deregister. With wait_inflight, return only once no I/O uses the memory any more (required
   // when the caller frees the memory right after, as for wrapped caller memory).
-  void remove_iov(const uint8_t id[16], bool wait_inflight);
+  void remove_iov(const uint8_t id[16], bool wait_inflight, uint64_t owner = 0);
   // RDMA state of a registered iov: 0 unregistered, 1 registered, 2 failed; -ENOENT if unknown.
-  int iov_memreg_state(const uint8_t id[16]);
+  int iov_memreg_state(const uint8_t id[16], uint64_t owner = 0);
 
   // Register a ring laid out in `base` (ring_bytes(entries) bytes; `keep` keeps it mapped).
   // Initialises the ring's completion semaphore. Returns 0 (and *ring_id, and *health: 0 while
-  // served, -EIO once fenced, -EPIPE once the agent stopped) or -errno.
+  // served, -EIO once fenced, -EPIPE once the agent stopped) or -errno. `health_word`, if not
+  // null, receives the same values (a service host points it into the ring's shared memory,
+  // which `keep` keeps mapped). The ring serves I/Os on iovs and files of `owner` only.
   int add_ring(uint8_t *base, size_t bytes, int entries, bool for_read, int io_depth, int timeout_ms, int priority,
                uint64_t flags, std::shared_ptr<void> keep, uint64_t *ring_id,
-               std::shared_ptr<std::atomic<int>> *health);
+               std::shared_ptr<std::atomic<int>> *health, uint64_t owner = 0, int32_t *health_word = nullptr);
   // Stop claiming from a ring. In-flight batches finish; their memory stays mapped until then.
   // With wait_inflight, return only after they have completed.
   void remove_ring(uint64_t ring_id, bool wait_inflight);
 
   // Register a file; the agent duplicates fd. accmode is O_RDONLY/O_WRONLY/O_RDWR.
   // Returns 0 (and *handle) or -errno.
-  int add_file(int fd, uint64_t *handle);
+  int add_file(int fd, uint64_t *handle, uint64_t owner = 0);
   void remove_file(uint64_t handle);
 
   Doorbell &doorbell() { return doorbell_; }
@@ -214,7 +228,7 @@ class Agent : public std::enable_shared_from_this<Agent> {
   static int check_holes(int fd, uint64_t off, uint64_t len, uint64_t *readable);
 
  private:
-  explicit Agent(const AgentOptions &opts) : opts_(opts) {}
+  explicit Agent(const AgentOptions &opts) : opts_(opts), doorbell_(opts.sleeping_word) {}
   void complete_batch(Batch *b);
   int start_dispatcher();
   void set_health_all(int v);
@@ -234,14 +248,16 @@ class Agent : public std::enable_shared_from_this<Agent> {
 
   // Registries. reg_mu_ guards iovs_ and files_; rings_mu_ guards rings_ and rings_gen_.
   std::shared_mutex reg_mu_;
-  struct Key16 {
-    uint64_t a, b;
-    bool operator==(const Key16 &o) const { return a == o.a && b == o.b; }
+  struct Key16 {  // (owner, iov id)
+    uint64_t a, b, owner;
+    bool operator==(const Key16 &o) const { return a == o.a && b == o.b && owner == o.owner; }
   };
   struct Key16Hash {
-    size_t operator()(const Key16 &k) const { return size_t(k.a * 0x9e3779b97f4a7c15ull ^ k.b); }
+    size_t operator()(const Key16 &k) const {
+      return size_t((k.a * 0x9e3779b97f4a7c15ull ^ k.b) * 0xff51afd7ed558ccdull ^ k.owner);
+    }
   };
-  static Key16 key_of(const uint8_t id[16]);
+  static Key16 key_of(const uint8_t id[16], uint64_t owner);
   std::unordered_map<Key16, std::shared_ptr<IovReg>, Key16Hash> iovs_;
   std::unordered_map<uint64_t, std::shared_ptr<FileReg>> files_;
   uint64_t next_file_ = 1;

@@ -280,6 +280,11 @@ USRBIO_API int usrbio_ior_sleep(const hf3fs_ior *ior, long timeout_us) {
   return -errno;
 }
 
+USRBIO_API int usrbio_ior_health(const hf3fs_ior *ior) {
+  if (!ior || !ior->iorh) return -EINVAL;
+  return static_cast<ClientRing *>(ior->iorh)->alive();
+}
+
 USRBIO_API int usrbio_ior_wake(const hf3fs_ior *ior) {
   if (!ior || !ior->iorh) return -EINVAL;
   sem_post_untrusted(static_cast<ClientRing *>(ior->iorh)->v.sem());

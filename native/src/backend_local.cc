@@ -16,6 +16,7 @@
 #include "backend.h"
 #include "client.h"
 #include "regfd.h"
+#include "service_client.h"
 #include "usrbio_ext.h"
 #include "util.h"
 
@@ -228,6 +229,10 @@ std::shared_ptr<Agent> EmbeddedHost_current() { return host().current(); }
 int local_iovcreate(hf3fs_iov *iov, const char *mp, size_t size, size_t block_size, int numa) {
   int r = check_dir(mp);
   if (r < 0) return r;
+  std::shared_ptr<ServiceConn> svc;
+  r = service_for(mp, &svc);
+  if (r < 0) return r;
+  if (svc) return service_iovcreate(svc, iov, mp, size, block_size, numa);
   std::shared_ptr<Mapping> map;
   r = shm_create_memfd("hf3fs-iov", size, numa, &map);
   if (r < 0) return r;
@@ -253,6 +258,10 @@ int local_iovcreate(hf3fs_iov *iov, const char *mp, size_t size, size_t block_si
 int local_iovopen(hf3fs_iov *iov, const uint8_t id[16], const char *mp, size_t size, size_t block_size, int numa) {
   int r = check_dir(mp);
   if (r < 0) return r;
+  std::shared_ptr<ServiceConn> svc;
+  r = service_for(mp, &svc);
+  if (r < 0) return r;
+  if (svc) return service_iovopen(svc, iov, id, mp, size, block_size, numa);
   std::lock_guard<std::mutex> g(g_iovs_mu);
   auto it = iov_registry().find(std::string(reinterpret_cast<const char *>(id), 16));
   if (it == iov_registry().end()) return -ENOENT;
@@ -267,6 +276,10 @@ int local_iovwrap(hf3fs_iov *iov, void *buf, const uint8_t id[16], const char *m
                   int numa) {
   int r = check_dir(mp);
   if (r < 0) return r;
+  std::shared_ptr<ServiceConn> svc;
+  r = service_for(mp, &svc);
+  if (r < 0) return r;
+  if (svc) return -EOPNOTSUPP;  // caller memory cannot be shared with a service
   r = numa_bind(buf, size, numa);
   if (r < 0) return r;
   auto map = std::make_shared<Mapping>();
@@ -296,6 +309,10 @@ static int attach_ring(hf3fs_ior *ior, const char *mp, std::shared_ptr<Mapping> 
 int local_iorcreate(hf3fs_ior *ior, const char *mp, const RingParams &p) {
   int r = check_dir(mp);
   if (r < 0) return r;
+  std::shared_ptr<ServiceConn> svc;
+  r = service_for(mp, &svc);
+  if (r < 0) return r;
+  if (svc) return service_iorcreate(svc, ior, mp, p);
   std::shared_ptr<Mapping> map;
   r = shm_create_memfd("hf3fs-ior", ring_bytes(size_t(p.entries)), p.numa, &map);
   if (r < 0) return r;
@@ -305,6 +322,10 @@ int local_iorcreate(hf3fs_ior *ior, const char *mp, const RingParams &p) {
 int local_iorwrap(hf3fs_ior *ior, void *buf, const char *mp, size_t size, const RingParams &p) {
   int r = check_dir(mp);
   if (r < 0) return r;
+  std::shared_ptr<ServiceConn> svc;
+  r = service_for(mp, &svc);
+  if (r < 0) return r;
+  if (svc) return -EOPNOTSUPP;  // caller memory cannot be shared with a service
   auto map = std::make_shared<Mapping>();
   map->base = static_cast<uint8_t *>(buf);
   map->size = size;

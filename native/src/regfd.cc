@@ -10,6 +10,7 @@
 
 #include "agent.h"
 #include "hf3fs_usrbio.h"
+#include "service_client.h"
 
 namespace usrbio {
 namespace {
@@ -28,6 +29,7 @@ Table &table() {
 
 RegFd::~RegFd() {
   if (auto a = agent.lock()) a->remove_file(agent_handle);
+  if (auto c = svc.lock()) service_remove_file(*c, svc_handle);
   if (dupfd >= 0) close(dupfd);
 }
 

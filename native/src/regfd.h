@@ -10,6 +10,7 @@
 namespace usrbio {
 
 class Agent;
+class ServiceConn;
 
 // One registration. Holds its own duplicate of the fd, so it survives close of the original.
 struct RegFd {
@@ -25,7 +26,10 @@ struct RegFd {
   std::mutex mu;
   std::weak_ptr<Agent> agent;
   uint64_t agent_handle = 0;
-  std::atomic<uint32_t> moves{0};  // bumped whenever agent/agent_handle change (under mu)
+  std::atomic<uint32_t> moves{0};  // bumped whenever agent/agent_handle or svc/svc_handle change (under mu)
+  // The service connection this file was passed to (service_client.cc) and its handle there.
+  std::weak_ptr<ServiceConn> svc;
+  uint64_t svc_handle = 0;
 
   ~RegFd();
 };

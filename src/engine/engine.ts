@@ -14,6 +14,7 @@ import { Channel, DEAD, DETACHED, NONE, OP_READ, OP_WRITE, SELF_COMPLETED, SLEEP
 import { AbortError, abortError, closedError, ioError } from './errors';
 import { newTick, releaseAll, useFd } from './fds';
 import { resolveOptions, type EngineOptions, type ResolvedOptions } from './options';
+import { serviceOverride } from '../service';
 import type { PumpTask } from './pump-loop';
 import { CompletionStream, type Completion, type StreamHost, type StreamOptions, type StreamRequest } from './stream';
 import { IovView, type IovBuffer, type ViewOwner } from './view';
@@ -153,6 +154,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     super();
     const o = resolveOptions(options);
     this.options = Object.freeze(o);
+    if (o.service !== null) serviceOverride(o.mount, o.service);
     this.#iov = wrapNative('hf3fs_iovcreate', `mount ${o.mount}`, () => new Iov(o.mount, o.iovBytes, 0, o.numa));
     this.#ab = this.#iov.native.view();
     this.#u8 = new Uint8Array(this.#ab);

@@ -26,13 +26,18 @@ export interface EngineOptions {
   maxQueued?: number;
   /** A worker's pump returns to its thread's event loop after this many ms idle. Default 50. */
   idleMs?: number;
+  /** Which agent serves a local `mount`: "auto" (a running `usrbio serve` for it, else the
+   * embedded agent), "off" (always the embedded agent) or a service socket path (that service,
+   * or the engine fails to start). Overrides USRBIO_SERVICE for this mount point, process-wide
+   * (the last engine created on a mount point decides). Default null: USRBIO_SERVICE, else auto. */
+  service?: string | null;
 }
 
 export type ResolvedOptions = Required<EngineOptions>;
 
 const KNOWN = new Set([
   'mount', 'workers', 'ringEntries', 'ioDepth', 'timeoutMs', 'numa', 'iovBytes', 'maxInflight',
-  'maxInflightBytes', 'maxQueued', 'idleMs',
+  'maxInflightBytes', 'maxQueued', 'idleMs', 'service',
 ]);
 const MiB = 1 << 20;
 
@@ -61,5 +66,16 @@ export function resolveOptions(options: EngineOptions | undefined): ResolvedOpti
     : integer('options.maxInflightBytes', o.maxInflightBytes, UNIT, iovBytes);
   const maxQueued = o.maxQueued === undefined ? 65536 : integer('options.maxQueued', o.maxQueued, 0, 2 ** 30);
   const idleMs = o.idleMs === undefined ? 50 : integer('options.idleMs', o.idleMs, 0, 60000);
-  return { mount, workers, ringEntries, ioDepth, timeoutMs, numa, iovBytes, maxInflight, maxInflightBytes, maxQueued, idleMs };
+  const service = o.service === undefined || o.service === null ? null : serviceSpec(o.service);
+  return { mount, workers, ringEntries, ioDepth, timeoutMs, numa, iovBytes, maxInflight, maxInflightBytes, maxQueued, idleMs,
+    service };
+}
+
+function serviceSpec(v: unknown): string {
+  if (v === 'auto' || v === 'off') return v;
+  if (typeof v !== 'string' || !v.startsWith('/') || v.length >= 108 || v.includes('\0')) {
+    throw new TypeError(`options.service must be "auto", "off" or an absolute socket path shorter than 108 bytes, got ${
+      JSON.stringify(v)}`);
+  }
+  return v;
 }
