@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createEngine, UsrbioError } from '../src/index';
 import { resolveOptions } from '../src/engine/options';
 import { releaseFd, registeredFds } from '../src/engine/fds';
-import { dataFile } from './fixtures/engine';
+import { dataFile, openAt } from './fixtures/engine';
 import { scratch } from './fixtures/native';
 
 const MiB = 1 << 20;
@@ -73,22 +73,22 @@ t.test('fd faults: closed, reused, not a file, wrong mode; kernel I/O errors', a
   await t.rejects(e.read(fd1, 0, 4), { code: 'EBADF', argument: 'fd' }, 'closed after registration');
   const b = join(dir, 'b');
   writeFileSync(b, 'bbbb');
-  const fd2 = openSync(b, 'r');
+  const fd2 = await openAt(fd1, b);
   t.equal(fd2, fd1, 'the number was reused');
   await new Promise((r) => setImmediate(r));
   t.equal((await e.read(fd2, 0, 4)).toString(), 'bbbb', 'reads the new file, not the old one');
   // closed and the number reused before the engine noticed: the new file is read
   t.equal((await e.read(fd2, 0, 4)).toString(), 'bbbb');
   closeSync(fd2);
-  const fd3 = openSync(a, 'r');
+  const fd3 = await openAt(fd2, a);
   t.equal(fd3, fd2, 'the number was reused again');
   t.equal((await e.read(fd3, 0, 4)).toString(), 'aaaa', 'reads the file now behind the number');
   closeSync(fd3);
-  const fd4 = openSync(dir, 'r');
+  const fd4 = await openAt(fd3, dir);
   t.equal(fd4, fd3);
   await t.rejects(e.read(fd4, 0, 4), { code: 'EINVAL', argument: 'fd', message: /not a regular file/ }, 'now a directory');
   closeSync(fd4);
-  const fd5 = openSync(b, 'r');
+  const fd5 = await openAt(fd4, b);
   t.equal(fd5, fd4);
   t.equal((await e.read(fd5, 0, 4)).toString(), 'bbbb');
   // renaming does not matter: the fd names the same inode

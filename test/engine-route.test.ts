@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import usrbio from '../src/index';
 import { mountOf } from '../src/engine/default';
 import { parseLog, startDaemon, waitFor } from './fixtures/fake3fs';
-import { dataFile, pattern } from './fixtures/engine';
+import { dataFile, openAt, pattern } from './fixtures/engine';
 import { shmLeftovers } from './fixtures/native';
 
 const KiB = 1024;
@@ -106,7 +106,7 @@ t.test('files on a 3FS mount are read through that mount\'s engine', async (t) =
 
   // The fd number of a 3FS file, closed and reused for a local file, is routed afresh on a later turn.
   closeSync(rfd);
-  const again = openSync(local.path, 'r');
+  const again = await openAt(rfd, local.path);
   t.equal(again, rfd, 'the kernel reused the fd number');
   await new Promise((r) => setImmediate(r));
   t.equal(mountOf(again), '/', 're-checked: now a local file');
