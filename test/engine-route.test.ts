@@ -6,7 +6,8 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import usrbio from '../src/index';
+import usrbio, { serve, serviceSocket, serviceStats } from '../src/index';
+import { createServer } from 'node:net';
 import { mountOf } from '../src/engine/default';
 import { parseLog, startDaemon, waitFor } from './fixtures/fake3fs';
 import { dataFile, openAt, pattern } from './fixtures/engine';
@@ -119,4 +120,50 @@ t.test('files on a 3FS mount are read through that mount\'s engine', async (t) =
   await usrbio.close();
   t.equal(await daemon.stop(), 0, `daemon exit ${daemon.err()}`);
   t.same(shmLeftovers().filter((n) => n.startsWith('hf3fs-iov-')), [], 'no iov left in /dev/shm');
+});
+
+t.test('files under a directory that `usrbio serve` serves go to that directory\'s engine', async (t) => {
+  const dir = realpathSync(mkdtempSync(join(tmpdir(), 'usrbio-route-svc-')));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(join(dir, 'sub'));
+  const path = join(dir, 'sub', 'data');
+  writeFileSync(path, pattern(64 * KiB, 3));
+  const svc = serve(dir);
+  t.teardown(() => svc.stop());
+  const fd = openSync(path, 'r');
+  t.teardown(() => closeSync(fd));
+  t.equal(mountOf(fd), dir, 'the served directory, found from the file\'s path');
+  {
+    using v = await usrbio.read(fd, 5, 1000);
+    t.ok(Buffer.from(v).equals(readFileSync(path).subarray(5, 1005)), 'bytes through the service');
+  }
+  t.equal(serviceStats(dir)?.ios, 1, 'the service executed the read');
+  t.equal(usrbio.engineFor(dir).stats().completed, 1);
+
+  // A socket where a service for another directory would listen, answering nonsense: the lookup
+  // fails, and the embedded agent serves that directory's files.
+  const odd = realpathSync(mkdtempSync(join(tmpdir(), 'usrbio-route-odd-')));
+  t.teardown(() => rmSync(odd, { recursive: true, force: true }));
+  writeFileSync(join(odd, 'f'), 'odd');
+  const server = createServer((c) => c.end(Buffer.alloc(3)));
+  await new Promise<void>((r) => server.listen(serviceSocket(odd), r));
+  t.teardown(() => server.close());
+  const oddFd = openSync(join(odd, 'f'), 'r');
+  t.teardown(() => closeSync(oddFd));
+  t.equal(mountOf(oddFd), '/', 'a socket that is no service: the embedded agent');
+  {
+    using v = await usrbio.read(oddFd, 0, 3);
+    t.equal(Buffer.from(v).toString(), 'odd');
+  }
+  await usrbio.close();
+
+  const before = process.env.USRBIO_SERVICE;
+  t.teardown(() => {
+    if (before === undefined) delete process.env.USRBIO_SERVICE;
+    else process.env.USRBIO_SERVICE = before;
+  });
+  process.env.USRBIO_SERVICE = 'off';
+  const third = openSync(path, 'r');
+  t.teardown(() => closeSync(third));
+  t.equal(mountOf(third), '/', 'USRBIO_SERVICE=off: never the service');
 });

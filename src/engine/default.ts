@@ -1,7 +1,9 @@
 // The zero-configuration API: one lazily started engine per mount point, found from each fd.
 import { readlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { binding } from '../native';
 import { extractMountPoint } from '../lowlevel';
+import { serviceStats } from '../service';
 import { Engine, type EngineStats, type RequestOptions } from './engine';
 import type { EngineOptions } from './options';
 import type { Completion, StreamOptions, StreamRequest } from './stream';
@@ -43,8 +45,9 @@ function nextTick(): void {
   tickPending = false;
 }
 
-/** The mount whose engine serves `fd`: its 3FS mount point, or "/" (the embedded agent) for any
- * other file. Invalid and closed fds go to "/", whose engine rejects them naming `fd`. */
+/** The mount whose engine serves `fd`: its 3FS mount point; else the directory of a running
+ * `usrbio serve` above it; else "/" (the embedded agent). Invalid and closed fds go to "/",
+ * whose engine rejects them naming `fd`. */
 export function mountOf(fd: number): string {
   if (!Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) return '/';
   let m = fdMounts.get(fd);
@@ -58,14 +61,14 @@ export function mountOf(fd: number): string {
     return '/';
   }
   if (m === undefined || m.dev !== info[0] || m.ino !== info[1]) {
-    m = { dev: info[0], ino: info[1], mount: mountOfDevice(fd, info[0]), tick };
+    m = { dev: info[0], ino: info[1], mount: mountOfFile(fd, info[0]), tick };
     fdMounts.set(fd, m);
   }
   m.tick = tick;
   return m.mount;
 }
 
-function mountOfDevice(fd: number, dev: number): string {
+function mountOfFile(fd: number, dev: number): string {
   let mount = devMounts.get(dev);
   if (mount === undefined) {
     // hf3fs_extract_mount_point accepts only fuse.hf3fs mounts (any mount with a 3fs-virt
@@ -73,7 +76,20 @@ function mountOfDevice(fd: number, dev: number): string {
     mount = extractMountPoint(fdPath(fd)) ?? '/';
     devMounts.set(dev, mount);
   }
-  return mount;
+  return mount === '/' ? servedDir(fdPath(fd)) ?? '/' : mount;
+}
+
+// The directory of a running service that serves `path` (its nearest ancestor with one), found
+// as the C library finds it; null when none runs, or when USRBIO_SERVICE is "off" or names one
+// socket (which then serves "/" too).
+function servedDir(path: string): string | null {
+  const spec = process.env.USRBIO_SERVICE;
+  if (spec !== undefined && spec !== '' && spec !== 'auto') return null;
+  try {
+    return serviceStats(dirname(path))?.dir ?? null;
+  } catch {
+    return null; // a service that refuses us (another user's, full): the embedded agent serves
+  }
 }
 
 function fdPath(fd: number): string {
