@@ -72,6 +72,20 @@ struct AgentStats {
   uint64_t rings, iovs, files;
   uint64_t batches, ios, bytes, errors, inflight;
   const char *executor;
+
+  // Copy the counters into a public stats struct with the same field names (the embedded
+  // agent's usrbio_agent_stats, a service's usrbio_service_stats).
+  template <class Out>
+  void copy_counts(Out *out) const {
+    out->rings = rings;
+    out->iovs = iovs;
+    out->files = files;
+    out->batches = batches;
+    out->ios = ios;
+    out->bytes = bytes;
+    out->errors = errors;
+    out->inflight = inflight;
+  }
 };
 
 struct IovReg {

@@ -345,14 +345,7 @@ USRBIO_API int usrbio_get_agent_stats(struct usrbio_agent_stats *out) {
   }
   usrbio::AgentStats s;
   a->stats(&s);
-  out->rings = s.rings;
-  out->iovs = s.iovs;
-  out->files = s.files;
-  out->batches = s.batches;
-  out->ios = s.ios;
-  out->bytes = s.bytes;
-  out->errors = s.errors;
-  out->inflight = s.inflight;
+  s.copy_counts(out);
   snprintf(out->executor, sizeof out->executor, "%s", s.executor);
   return 0;
 }

@@ -702,14 +702,7 @@ void ServiceHost::stats(SvcStats *out) {
   agent_->stats(&s);
   std::lock_guard<std::mutex> g(mu_);
   out->clients = clients_hello_;
-  out->rings = s.rings;
-  out->iovs = s.iovs;
-  out->files = s.files;
-  out->batches = s.batches;
-  out->ios = s.ios;
-  out->bytes = s.bytes;
-  out->errors = s.errors;
-  out->inflight = s.inflight;
+  s.copy_counts(out);
   out->iops = iops_;
   out->bytes_per_sec = bps_;
   out->uptime_ms = (now_ns() - started_ns_) / 1000000;
