@@ -298,4 +298,29 @@ class Agent : public std::enable_shared_from_this<Agent> {
 int create_uring_executor(Agent *agent, std::unique_ptr<Executor> *out);
 std::unique_ptr<Executor> create_pool_executor(Agent *agent);
 
+// Threads that transfer chunks with preadv/pwritev, each to the end (short transfers continue),
+// and report them with Agent::chunk_done (continuing with the I/O's next piece). The queue is
+// bounded by the agent's in-flight budget. Destroy only after every pushed chunk is done.
+class ChunkPool {
+ public:
+  ChunkPool(Agent *a, int threads);
+  ~ChunkPool();
+  // Queue the chunks (any thread) and empty `chunks`.
+  void push(std::deque<Chunk *> &chunks);
+
+ private:
+  static int64_t transfer(Chunk *c);
+  void work();
+
+  Agent *a_;
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Chunk *> q_;
+  bool quit_ = false;
+};
+
+// The pool executor's thread count (see exec_pool.cc).
+int pool_threads(Agent *a);
+
 }  // namespace usrbio

@@ -1,4 +1,5 @@
-// exec_pool.cc - the preadv/pwritev thread-pool executor, for where io_uring is refused.
+// exec_pool.cc - the preadv/pwritev thread-pool executor, for where io_uring is refused, and the
+// ChunkPool it runs on (the io_uring executor uses one for large chunks too).
 #include <sched.h>
 #include <poll.h>
 #include <sys/uio.h>
@@ -14,24 +15,7 @@ namespace {
 
 class PoolExecutor final : public Executor {
  public:
-  explicit PoolExecutor(Agent *a) : a_(a) {
-    int n = a->options().pool_threads;
-    if (n <= 0) {
-      long cores = sysconf(_SC_NPROCESSORS_ONLN);
-      n = int(env_long("USRBIO_POOL_THREADS", std::clamp<long>(2 * cores, 4, 64)));
-      n = std::clamp(n, 1, 256);
-    }
-    for (int i = 0; i < n; i++) workers_.emplace_back([this] { work(); });
-  }
-
-  ~PoolExecutor() override {
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      quit_ = true;
-    }
-    cv_.notify_all();
-    for (auto &t : workers_) t.join();
-  }
+  explicit PoolExecutor(Agent *a) : a_(a), pool_(a, pool_threads(a)) {}
 
   const char *name() const override { return "pread"; }
 
@@ -86,62 +70,87 @@ class PoolExecutor final : public Executor {
   void start(std::vector<Batch *> &batches, std::deque<Chunk *> &chunks) {
     chunks.clear();
     for (Batch *b : batches) a_->start_batch_q(b, chunks);
-    if (chunks.empty()) return;
-    size_t n = chunks.size();
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      for (Chunk *c : chunks) q_.push_back(c);
-    }
-    if (n >= workers_.size()) cv_.notify_all();
-    else
-      for (size_t i = 0; i < n; i++) cv_.notify_one();
-  }
-
-  // Transfer one chunk completely: short transfers continue, EOF ends a read, EINTR/EAGAIN and
-  // zero-progress writes are retried at most kMaxIoRetries times.
-  static int64_t transfer(Chunk *c) {
-    Io &io = *c->io;
-    while (c->done < c->len) {
-      iovec v{c->buf + c->done, size_t(std::min<uint64_t>(c->len - c->done, 1ull << 30))};
-      ssize_t r = io.write ? pwritev(io.fd, &v, 1, off_t(c->off + c->done)) : preadv(io.fd, &v, 1, off_t(c->off + c->done));
-      if (r < 0) {
-        if ((errno == EINTR || errno == EAGAIN) && ++c->retries < kMaxIoRetries) continue;
-        return -errno;
-      }
-      if (r == 0) {
-        if (!io.write) break;  // EOF
-        if (++c->retries >= kMaxIoRetries) return -EIO;
-        continue;
-      }
-      c->done += uint64_t(r);
-    }
-    return int64_t(c->done);
-  }
-
-  void work() {
-    for (;;) {
-      Chunk *c;
-      {
-        std::unique_lock<std::mutex> g(mu_);
-        cv_.wait(g, [this] { return quit_ || !q_.empty(); });
-        if (q_.empty()) return;  // quit_ and drained
-        c = q_.front();
-        q_.pop_front();
-      }
-      // The same worker continues with the I/O's next piece, if any.
-      while (c) c = a_->chunk_done(c, transfer(c));
-    }
+    pool_.push(chunks);
   }
 
   Agent *a_;
-  std::vector<std::thread> workers_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Chunk *> q_;  // bounded by the agent's in-flight budget (max_inflight I/Os)
-  bool quit_ = false;
+  ChunkPool pool_;
 };
 
 }  // namespace
+
+// The pool executor's thread count: AgentOptions::pool_threads, else USRBIO_POOL_THREADS, else
+// clamp(2 * cores, 4, 64); always 1..256.
+int pool_threads(Agent *a) {
+  int n = a->options().pool_threads;
+  if (n <= 0) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    n = int(env_long("USRBIO_POOL_THREADS", std::clamp<long>(2 * cores, 4, 64)));
+  }
+  return std::clamp(n, 1, 256);
+}
+
+ChunkPool::ChunkPool(Agent *a, int threads) : a_(a) {
+  for (int i = 0; i < threads; i++) workers_.emplace_back([this] { work(); });
+}
+
+ChunkPool::~ChunkPool() {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    quit_ = true;
+  }
+  cv_.notify_all();
+  for (auto &t : workers_) t.join();
+}
+
+void ChunkPool::push(std::deque<Chunk *> &chunks) {
+  if (chunks.empty()) return;
+  size_t n = chunks.size();
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    for (Chunk *c : chunks) q_.push_back(c);
+  }
+  chunks.clear();
+  if (n >= workers_.size()) cv_.notify_all();
+  else
+    for (size_t i = 0; i < n; i++) cv_.notify_one();
+}
+
+// Transfer one chunk completely: short transfers continue, EOF ends a read, EINTR/EAGAIN and
+// zero-progress writes are retried at most kMaxIoRetries times.
+int64_t ChunkPool::transfer(Chunk *c) {
+  Io &io = *c->io;
+  while (c->done < c->len) {
+    iovec v{c->buf + c->done, size_t(std::min<uint64_t>(c->len - c->done, 1ull << 30))};
+    ssize_t r = io.write ? pwritev(io.fd, &v, 1, off_t(c->off + c->done)) : preadv(io.fd, &v, 1, off_t(c->off + c->done));
+    if (r < 0) {
+      if ((errno == EINTR || errno == EAGAIN) && ++c->retries < kMaxIoRetries) continue;
+      return -errno;
+    }
+    if (r == 0) {
+      if (!io.write) break;  // EOF
+      if (++c->retries >= kMaxIoRetries) return -EIO;
+      continue;
+    }
+    c->done += uint64_t(r);
+  }
+  return int64_t(c->done);
+}
+
+void ChunkPool::work() {
+  for (;;) {
+    Chunk *c;
+    {
+      std::unique_lock<std::mutex> g(mu_);
+      cv_.wait(g, [this] { return quit_ || !q_.empty(); });
+      if (q_.empty()) return;  // quit_ and drained
+      c = q_.front();
+      q_.pop_front();
+    }
+    // The same worker continues with the I/O's next piece, if any.
+    while (c) c = a_->chunk_done(c, transfer(c));
+  }
+}
 
 std::unique_ptr<Executor> create_pool_executor(Agent *agent) { return std::make_unique<PoolExecutor>(agent); }
 
