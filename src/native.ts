@@ -24,6 +24,8 @@ export interface NativeIor {
   wait(results: Float64Array, tags: Float64Array, minResults: number, timeoutMs: number): number;
   destroy(): void;
 }
+/** An agent's counters: registrations, and batches, I/Os, bytes and errors completed since it
+ * started; `inflight` I/Os claimed and not yet completed. */
 export interface AgentStats {
   executor: string;
   rings: number;

@@ -2,30 +2,19 @@
 // and locate its socket. The service itself is native (native/src/service_host.cc); this module
 // validates arguments and turns its log lines into pino records.
 import { integer, path } from './validate';
-import { binding, errnoName, fail } from './native';
+import { type AgentStats, binding, errnoName, fail } from './native';
 
-/** Counters of a running service. */
-export interface ServiceStats {
+/** Counters of a running service: the agent's (see AgentStats; `executor` is "io_uring" or
+ * "pread") and the service's own. */
+export interface ServiceStats extends AgentStats {
   /** Connected client processes. */
   clients: number;
-  rings: number;
-  iovs: number;
-  files: number;
-  /** Completed since start. */
-  batches: number;
-  ios: number;
-  bytes: number;
-  errors: number;
-  /** I/Os claimed and not yet completed. */
-  inflight: number;
   /** I/Os and bytes completed during the last full second. */
   iops: number;
   bytesPerSec: number;
   uptimeMs: number;
   pid: number;
   maxClients: number;
-  /** "io_uring" or "pread". */
-  executor: string;
   /** The served directory (its real path). */
   dir: string;
 }

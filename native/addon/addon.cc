@@ -264,14 +264,7 @@ Napi::Value AgentStats(const Napi::CallbackInfo &info) {
   usrbio_get_agent_stats(&s);
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("executor", s.executor);
-  o.Set("rings", double(s.rings));
-  o.Set("iovs", double(s.iovs));
-  o.Set("files", double(s.files));
-  o.Set("batches", double(s.batches));
-  o.Set("ios", double(s.ios));
-  o.Set("bytes", double(s.bytes));
-  o.Set("errors", double(s.errors));
-  o.Set("inflight", double(s.inflight));
+  set_agent_counts(o, s);
   return o;
 }
 

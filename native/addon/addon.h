@@ -32,6 +32,20 @@ struct EnvState {
 // An Error for C errno `e` raised by `fn`, with .errno (negative) and .syscall set.
 Napi::Error errno_error(Napi::Env env, int e, const char *fn);
 
+// Set an agent's counters (usrbio_agent_stats, usrbio_service_stats: the same field names) on a
+// JS object, as the AgentStats type in src/native.ts names them.
+template <class S>
+void set_agent_counts(Napi::Object o, const S &s) {
+  o.Set("rings", double(s.rings));
+  o.Set("iovs", double(s.iovs));
+  o.Set("files", double(s.files));
+  o.Set("batches", double(s.batches));
+  o.Set("ios", double(s.ios));
+  o.Set("bytes", double(s.bytes));
+  o.Set("errors", double(s.errors));
+  o.Set("inflight", double(s.inflight));
+}
+
 // The JS methods every iov wrapper shares (Iov in addon.cc, WrapIov in lowlevel.cc). D derives
 // from Napi::ObjectWrap<D> and this, and provides get() (its iov, null once released),
 // release() and View().

@@ -12,14 +12,7 @@ namespace {
 Napi::Object stats_object(Napi::Env env, const usrbio_service_stats &s) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("clients", double(s.clients));
-  o.Set("rings", double(s.rings));
-  o.Set("iovs", double(s.iovs));
-  o.Set("files", double(s.files));
-  o.Set("batches", double(s.batches));
-  o.Set("ios", double(s.ios));
-  o.Set("bytes", double(s.bytes));
-  o.Set("errors", double(s.errors));
-  o.Set("inflight", double(s.inflight));
+  set_agent_counts(o, s);
   o.Set("iops", double(s.iops));
   o.Set("bytesPerSec", double(s.bytes_per_sec));
   o.Set("uptimeMs", double(s.uptime_ms));
