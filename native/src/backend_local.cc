@@ -295,15 +295,7 @@ static int attach_ring(hf3fs_ior *ior, const char *mp, std::shared_ptr<Mapping> 
   r = host().acquire(&agent);
   if (r < 0) return r;
   auto *ring = new LocalRing(map, p.entries, p.for_read, agent);  // releases the host reference
-  r = ring->attach(p);
-  if (r < 0) {
-    delete ring;
-    return r;
-  }
-  uint8_t id[16];
-  random_uuid(id);
-  fill_ior(ior, ring, map->base, map->size, id, mp, p);
-  return 0;
+  return attach_and_fill(ior, ring, map->base, map->size, mp, p);
 }
 
 int local_iorcreate(hf3fs_ior *ior, const char *mp, const RingParams &p) {

@@ -422,15 +422,7 @@ int service_iorcreate(const std::shared_ptr<ServiceConn> &c, hf3fs_ior *ior, con
   int r = shm_create_memfd("hf3fs-ior", ring_bytes(size_t(p.entries)), p.numa, &map);
   if (r < 0) return r;
   auto *ring = new ServiceRing(map, p.entries, p.for_read, c);
-  r = ring->attach(p);
-  if (r < 0) {
-    delete ring;
-    return r;
-  }
-  uint8_t id[16];
-  random_uuid(id);
-  fill_ior(ior, ring, map->base, map->size, id, mp, p);
-  return 0;
+  return attach_and_fill(ior, ring, map->base, map->size, mp, p);
 }
 
 }  // namespace usrbio
