@@ -196,18 +196,7 @@ class Ior : public Napi::ObjectWrap<Ior> {
     if (cap <= 0) return Napi::Number::New(info.Env(), -EINVAL);
     cqes_.resize(size_t(cap));
     timespec ts;
-    timespec *deadline = nullptr;
-    if (timeout_ms >= 0) {
-      clock_gettime(CLOCK_REALTIME, &ts);
-      auto ns = int64_t(timeout_ms * 1e6);
-      ts.tv_sec += ns / 1000000000;
-      ts.tv_nsec += ns % 1000000000;
-      if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-      }
-      deadline = &ts;
-    }
+    timespec *deadline = deadline_in(timeout_ms, &ts);
     int n = hf3fs_wait_for_ios(ior_, cqes_.data(), cap, min, deadline);
     for (int i = 0; i < n; i++) {
       results[size_t(i)] = double(cqes_[size_t(i)].result);

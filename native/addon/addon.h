@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <ctime>
 #include <set>
 
 #include "hf3fs_usrbio.h"
@@ -31,6 +32,21 @@ struct EnvState {
 
 // An Error for C errno `e` raised by `fn`, with .errno (negative) and .syscall set.
 Napi::Error errno_error(Napi::Env env, int e, const char *fn);
+
+// The absolute CLOCK_REALTIME time timeout_ms from now, in *ts, as hf3fs_wait_for_ios takes it;
+// null (no limit) when timeout_ms < 0.
+inline timespec *deadline_in(double timeout_ms, timespec *ts) {
+  if (timeout_ms < 0) return nullptr;
+  clock_gettime(CLOCK_REALTIME, ts);
+  auto ns = int64_t(timeout_ms * 1e6);
+  ts->tv_sec += ns / 1000000000;
+  ts->tv_nsec += ns % 1000000000;
+  if (ts->tv_nsec >= 1000000000) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000;
+  }
+  return ts;
+}
 
 // Set an agent's counters (usrbio_agent_stats, usrbio_service_stats: the same field names) on a
 // JS object, as the AgentStats type in src/native.ts names them.

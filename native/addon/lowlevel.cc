@@ -179,18 +179,7 @@ Napi::Value WaitForIosInto(const Napi::CallbackInfo &info) {
   thread_local std::vector<hf3fs_cqe> cqes;
   if (cqes.size() < cap) cqes.resize(cap);
   timespec ts;
-  timespec *deadline = nullptr;
-  if (timeout_ms >= 0) {
-    clock_gettime(CLOCK_REALTIME, &ts);
-    auto ns = int64_t(timeout_ms * 1e6);
-    ts.tv_sec += ns / 1000000000;
-    ts.tv_nsec += ns % 1000000000;
-    if (ts.tv_nsec >= 1000000000) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000;
-    }
-    deadline = &ts;
-  }
+  timespec *deadline = deadline_in(timeout_ms, &ts);
   int n = hf3fs_wait_for_ios(ior, cqes.data(), int(cap), min, deadline);
   for (int i = 0; i < n; i++) {
     const hf3fs_cqe &c = cqes[size_t(i)];
