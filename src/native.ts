@@ -57,6 +57,8 @@ interface Binding {
   iorSize(entries: number): number;
   agentStats(): AgentStats;
   version(): string;
+  adjustExternalMemory(delta: number): number;
+  allocBuffer(length: number): Buffer | null;
   Service: new (dir: string, threads: number, executor: string, maxClients: number,
     log: (level: number, json: string) => void) => { stop(): void; stats(): import('./service').ServiceStats };
   serviceQuery(path: string): import('./service').ServiceStats | number;
