@@ -1,5 +1,5 @@
 // usrbio: USRBIO (3FS User Space Ring Based IO) for Node.js.
-import { alloc, batch, close, configure, engineFor, read, stats, stream, write } from './engine/default';
+import { alloc, batch, close, configure, engineFor, read, readInto, stats, stream, write, writeFrom } from './engine/default';
 import { Engine } from './engine/engine';
 import type { EngineOptions } from './engine/options';
 
@@ -24,7 +24,7 @@ export type { EngineOptions } from './engine/options';
 export type { Completion, ReadRequest, StreamOptions, StreamRequest, WriteRequest } from './engine/stream';
 export type { IovBuffer } from './engine/view';
 export { AbortError } from './engine/errors';
-export { alloc, batch, close, configure, engineFor, read, stats, stream, write };
+export { alloc, batch, close, configure, engineFor, read, readInto, stats, stream, write, writeFrom };
 
 /** A new engine with its own workers, rings and iov (see EngineOptions). */
 export function createEngine(options?: EngineOptions): Engine {
@@ -32,5 +32,5 @@ export function createEngine(options?: EngineOptions): Engine {
 }
 
 /** The default API: `import usrbio from 'usrbio'; await usrbio.read(fd, offset, length)`. */
-const usrbio = { read, write, stream, batch, alloc, stats, close, configure, engineFor, createEngine, Engine };
+const usrbio = { read, readInto, write, writeFrom, stream, batch, alloc, stats, close, configure, engineFor, createEngine, Engine };
 export default usrbio;

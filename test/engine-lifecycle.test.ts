@@ -21,7 +21,7 @@ const fdList = (): string => readdirSync('/proc/self/fd').map((n) => { try { ret
 
 t.test('AbortSignal: before, while queued, in flight', async (t) => {
   const f = dataFile(t, 32 * MiB, 'r+');
-  const e = createEngine({ iovBytes: 32 * MiB, maxInflight: 1, ringEntries: 2 });
+  const e = createEngine({ iovBytes: 32 * MiB, viewBytes: 16 * MiB, maxInflight: 1, ringEntries: 2 });
   const total = e.stats().iovFreeBytes;
   const pre = AbortSignal.abort('stop');
   await t.rejects(e.read(f.fd, 0, 10, { signal: pre }), { name: 'AbortError', code: 'ABORT_ERR', cause: 'stop' });

@@ -27,11 +27,11 @@ t.test('invalid and closed fds map to "/", whose engine names them', async (t) =
   await t.rejects(usrbio.read(fd, 0, 10), { code: 'EBADF', argument: 'fd' });
   await t.rejects(usrbio.read(-1, 0, 10), { name: 'TypeError', message: /^fd must be/ });
   t.same(await usrbio.batch([]), [], 'an empty batch');
-  await t.rejects(usrbio.batch('x' as never), { name: 'TypeError', message: 'requests must be an array' });
-  await t.rejects(usrbio.batch([null as never]), { name: 'TypeError', message: 'each request must be an object' },
+  await t.rejects(usrbio.batch('x' as never), { name: 'TypeError', message: 'requests must be an array, got "x"' });
+  await t.rejects(usrbio.batch([null as never]), { name: 'TypeError', message: 'each request must be an object, got null' },
     'a malformed request goes to the local engine, which names it');
   await t.rejects(usrbio.batch([{ op: 'read', fd: 'x' as never, offset: 0, length: 1 }]),
-    { name: 'TypeError', message: /^fd must be/ });
+    { name: 'TypeError', message: /^request.fd must be/ });
   await usrbio.close();
 });
 

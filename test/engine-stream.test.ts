@@ -82,11 +82,11 @@ t.test('per-request errors are completions; bad requests fail the iteration', as
   await t.rejects(e.batch([null as never]), { message: 'each request must be an object' });
   await t.rejects(e.batch([{ op: 'move', fd: 1 } as never]), { message: /request.op must be "read" or "write"/ });
   await t.rejects(e.batch([{ op: 'write', fd: f.fd, offset: 0, data: 'x' } as never]), { message: /request.data must be a Buffer/ });
-  await t.rejects(e.batch('x' as never), { message: 'requests must be an array' });
+  await t.rejects(e.batch('x' as never), { message: 'requests must be an array, got "x"' });
   t.throws(() => e.stream(42 as never), { message: /source must be an iterable/ });
   t.throws(() => e.stream([], { window: 0 }), { message: /options.window must be between 1/ });
   t.throws(() => e.stream([], { window: 1.5 }), { message: /options.window must be an integer, got 1.5/ });
-  t.throws(() => e.stream([], { window: 'x' as never }), { message: /options.window must be an integer, got string/ });
+  t.throws(() => e.stream([], { window: 'x' as never }), { message: 'options.window must be an integer, got "x"' });
   t.throws(() => e.stream([], { ordered: 1 as never }), { message: /options.ordered must be a boolean/ });
   t.throws(() => e.stream([], { signal: {} as never }), { message: /options.signal must be an AbortSignal/ });
   t.throws(() => e.stream([], 5 as never), { message: /options must be an object/ });
@@ -170,7 +170,7 @@ t.test('a waiting consumer sees aborts and the end of a slow source; streams que
   t.equal(n, 1, 'the end reaches a consumer waiting on the source');
   await e.close();
   // Views still held fill the iov: stream requests wait for admission, beyond maxQueued they fail.
-  const e2 = createEngine({ iovBytes: 16384, maxQueued: 1 });
+  const e2 = createEngine({ iovBytes: 16384, viewBytes: 16384, copyMaxBytes: 0, maxQueued: 1 }); // every result a view
   const held = await Promise.all([0, 1, 2, 3].map((i) => e2.read(f.fd, i * 4096, 4096)));
   const reqs = Array.from({ length: 6 }, (_, i) => ({ fd: f.fd, offset: i, length: 1, tag: i }));
   setTimeout(() => held.forEach((v) => v.release()), 20);

@@ -1,5 +1,6 @@
-// Space in the engine's iov, in 4 KiB units: first fit over free runs kept in size classes, with
-// coalescing, and a LIFO cache of single units for the 4 KiB hot path.
+// Space in one region of the engine's iov, in 4 KiB units: first fit over free runs kept in size
+// classes, with coalescing, and a LIFO cache of single units for the 4 KiB hot path. Unit numbers
+// are absolute (counted from the start of the iov), so a region may start anywhere.
 
 /** Allocation granularity in bytes (keeps O_DIRECT alignment). */
 export const UNIT = 4096;
@@ -8,6 +9,8 @@ const SINGLES_MAX = 4096;
 /** Invariant: every unit is in exactly one of: a free run, the singles cache, or allocated. */
 export class IovAllocator {
   readonly units: number;
+  /** The region's first unit. */
+  readonly base: number;
   #free = 0; // free units, including cached singles
   #runStart = new Map<number, number>(); // start -> length of each free run
   #runEnd = new Map<number, number>(); // end (exclusive) -> start
@@ -15,16 +18,23 @@ export class IovAllocator {
   #singles: Int32Array = new Int32Array(SINGLES_MAX);
   #nSingles = 0;
 
-  constructor(units: number) {
+  /** A region of `units` units starting at unit `base`, all free. */
+  constructor(units: number, base = 0) {
     this.units = units;
+    this.base = base;
     for (let k = 0; k <= 32; k++) this.#classes.push(new Set());
-    this.#insert(0, units);
+    if (units > 0) this.#insert(base, units);
     this.#free = units;
   }
 
   /** Free units (including cached single units). */
   get freeUnits(): number {
     return this.#free;
+  }
+
+  /** True when unit `start` lies in this region. */
+  owns(start: number): boolean {
+    return start >= this.base && start < this.base + this.units;
   }
 
   /** Allocate `n` >= 1 contiguous units; returns the first unit, or -1 when no run is long enough. */

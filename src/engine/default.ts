@@ -5,9 +5,10 @@ import { binding } from '../native';
 import { extractMountPoint } from '../lowlevel';
 import { serviceStats } from '../service';
 import { Engine, type EngineStats, type RequestOptions } from './engine';
-import type { EngineOptions } from './options';
+import { resolveOptions, type EngineOptions } from './options';
 import type { Completion, StreamOptions, StreamRequest } from './stream';
 import type { IovBuffer } from './view';
+import { checkOptions, checkSignalOptions, describe, makeSignal, REQUEST_KEYS } from './call-options';
 
 const engines = new Map<string, Engine>();
 let defaults: EngineOptions = {};
@@ -16,6 +17,7 @@ let defaults: EngineOptions = {};
 export function configure(options: Omit<EngineOptions, 'mount'>): void {
   if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
   if ('mount' in options) throw new TypeError('options.mount is chosen per fd by the default engine; use createEngine()');
+  resolveOptions({ ...options }); // throws now, naming a bad option, rather than at the next first use
   defaults = { ...options };
 }
 
@@ -106,9 +108,21 @@ export function read(fd: number, offset: number, length: number, options?: Reque
   return engineFor(mountOf(fd)).read(fd, offset, length, options);
 }
 
+/** Read into `buffer` through the default engine of `fd`'s mount (see Engine.readInto). */
+export function readInto(fd: number, buffer: ArrayBufferView, offset: number, length?: number,
+  options?: RequestOptions): Promise<number> {
+  return engineFor(mountOf(fd)).readInto(fd, buffer, offset, length, options);
+}
+
 /** Write through the default engine of `fd`'s mount (see Engine.write). */
-export function write(fd: number, offset: number, data: Uint8Array, options?: RequestOptions): Promise<number> {
+export function write(fd: number, offset: number, data: ArrayBufferView, options?: RequestOptions): Promise<number> {
   return engineFor(mountOf(fd)).write(fd, offset, data, options);
+}
+
+/** Write from `buffer` through the default engine of `fd`'s mount (see Engine.writeFrom). */
+export function writeFrom(fd: number, buffer: ArrayBufferView, offset: number, length?: number,
+  options?: RequestOptions): Promise<number> {
+  return engineFor(mountOf(fd)).writeFrom(fd, buffer, offset, length, options);
 }
 
 /** A completion stream on the default engine for local files (see Engine.stream); for files on a
@@ -120,8 +134,8 @@ export function stream(source: Iterable<StreamRequest> | AsyncIterable<StreamReq
 
 /** A batch on the default engines, each request on its fd's mount's engine; completions in
  * request order (see Engine.batch). */
-export async function batch(requests: StreamRequest[], options?: { signal?: AbortSignal }): Promise<Completion[]> {
-  if (!Array.isArray(requests)) throw new TypeError('requests must be an array');
+export async function batch(requests: StreamRequest[], options?: RequestOptions): Promise<Completion[]> {
+  if (!Array.isArray(requests)) throw new TypeError(`requests must be an array, got ${describe(requests)}`);
   const groups = new Map<string, number[]>();
   for (let i = 0; i < requests.length; i++) {
     const r = requests[i] as { fd?: unknown } | null;
@@ -131,11 +145,19 @@ export async function batch(requests: StreamRequest[], options?: { signal?: Abor
     else g.push(i);
   }
   if (groups.size <= 1) return engineFor(groups.keys().next().value ?? '/').batch(requests, options);
+  // one deadline for the whole batch, shared by its parts
+  const o = checkOptions<RequestOptions>(options, REQUEST_KEYS);
+  checkSignalOptions(o);
+  const cs = makeSignal(o.signal, o.timeoutMs, 'batch');
   const out = new Array<Completion>(requests.length);
-  await Promise.all([...groups].map(async ([m, idx]) => {
-    const done = await engineFor(m).batch(idx.map((i) => requests[i]), options);
-    for (let k = 0; k < idx.length; k++) out[idx[k]] = done[k];
-  }));
+  try {
+    await Promise.all([...groups].map(async ([m, idx]) => {
+      const done = await engineFor(m).batch(idx.map((i) => requests[i]), { signal: cs.signal });
+      for (let k = 0; k < idx.length; k++) out[idx[k]] = done[k];
+    }));
+  } finally {
+    cs.done();
+  }
   return out;
 }
 

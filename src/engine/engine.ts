@@ -1,17 +1,22 @@
 // The engine: requests from the main thread go, many per flush, through a SharedArrayBuffer
 // channel to a piscina worker whose pump puts them on that worker's rings; completions come back
 // the same way, with one wake of the main thread per batch. Data lands in (or leaves from) one
-// shared-memory iov, handed to callers as views without a copy.
+// shared-memory iov of two regions: the view region, whose space large results keep as
+// zero-copy views until released or collected, and the staging region, which requests use only
+// while in flight (small results, and results that find the view region full, are copied out of
+// it). Requests larger than a piece are split into pieces, a few in flight at a time.
 import EventEmitter from 'eventemitter3';
 import PQueue from 'p-queue';
 import { Piscina } from 'piscina';
 import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
-import { Iov, UsrbioError, wrapNative } from '../native';
+import { Iov, UsrbioError, binding, wrapNative } from '../native';
 import { packageRoot } from '../paths';
 import { IovAllocator, UNIT } from './alloc';
 import { Channel, DEAD, DETACHED, NONE, OP_READ, OP_WRITE, SELF_COMPLETED, SLEEP_READ, SLEEP_WRITE } from './channel';
-import { AbortError, abortError, closedError, ioError } from './errors';
+import { AbortError, abortError, closedError, errorResult, ioError } from './errors';
+import { callSignal, checkOptions, checkSignalOptions, describe, makeSignal, REQUEST_KEYS, type CallSignal,
+  type RequestOptions } from './call-options';
 import { newTick, releaseAll, useFd } from './fds';
 import { resolveOptions, type EngineOptions, type ResolvedOptions } from './options';
 import { serviceOverride } from '../service';
@@ -19,11 +24,7 @@ import type { PumpTask } from './pump-loop';
 import { CompletionStream, type Completion, type StreamHost, type StreamOptions, type StreamRequest } from './stream';
 import { IovView, type IovBuffer, type ViewOwner } from './view';
 
-/** Per-request options. */
-export interface RequestOptions {
-  /** Cancels the request: it rejects with an AbortError (an I/O already on a ring still runs). */
-  signal?: AbortSignal;
-}
+export type { RequestOptions } from './call-options';
 
 /** Counters of one worker. */
 export interface WorkerStats {
@@ -52,6 +53,13 @@ export interface EngineStats {
   queued: number;
   iovBytes: number;
   iovFreeBytes: number;
+  /** Size of the view region, and the bytes of it that views and alloc() buffers hold now. */
+  viewBytes: number;
+  viewHeldBytes: number;
+  /** Results copied out of the iov (small ones, and large ones that found the view region full). */
+  copiedResults: number;
+  /** Requests that were split into pieces. */
+  splitRequests: number;
   workers: WorkerStats[];
 }
 
@@ -70,11 +78,47 @@ const P_READ = 1;
 const P_WRITE = 2;
 const S_READ = 3;
 const S_WRITE = 4;
+const X_READ = 5; // a piece of a split read: copied into its destination at completion
+const X_WRITE = 6; // a piece of a split write
+// #admit results.
+const ADMITTED = 0;
+const BUSY = 1; // no id, channel room or in-flight budget: completions make room
+const NO_SPACE = 2; // no iov space: releases (or completions) make room
+const MAX_LENGTH = 2 ** 31 - 1; // fs.promises' limit for one read or write
+const SLAB_BYTES = 256 * 1024; // small copied results share slabs of this size
+const SLAB_ITEM_MAX = 8192;
+const MAX_PIECES_IN_FLIGHT = 64;
+// Views are reported to V8 as external memory at this multiple of their size, so that dropped
+// ones are collected as ordinary Buffers are (V8 collects after each ~64 MiB of new external
+// memory, which is why the default view region is several times that). Measured: 1 and 2 kept
+// every 1 MiB result a view with a 192 MiB region; 1 ran 6.3 GB/s, 2 5.0, 0.5 fell back to copies.
+const EXTERNAL_WEIGHT = 1;
 const DRAIN_CHUNK = 32; // completions taken per event-loop turn
 const EMPTY = new Uint8Array(new ArrayBuffer(0));
 const MAX_FAILURES = 3; // consecutive pump failures before a worker is given up
 const RECOVER_POLL_MS = 2;
 const RECOVER_MAX_MS = 30000;
+
+/** A read or write split into pieces of options.pieceBytes; issued `window` at a time. */
+interface Split {
+  op: number;
+  fd: number;
+  offset: number;
+  length: number;
+  /** The destination of a read, the source of a write. */
+  buf: Uint8Array;
+  piece: number;
+  pieces: number;
+  next: number; // the next piece to issue
+  inflight: number; // pieces issued and not completed
+  window: number;
+  total: number; // bytes done contiguously from the start: min over short pieces of (start + result)
+  settled: boolean;
+  done: (total: number, e: Error | null) => void;
+  stream: CompletionStream | null; // the stream whose request this is, for cancelStream
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | null;
+}
 
 /** A request waiting for admission. */
 interface Waiting {
@@ -91,6 +135,7 @@ interface Waiting {
   signal: AbortSignal | undefined;
   onAbort: (() => void) | null;
   done: boolean;
+  split: Split | null;
 }
 
 const workerFile = join(packageRoot, 'dist', 'workers', 'pump.js');
@@ -102,7 +147,17 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
   #iov: Iov; // the data buffer; destroyed by close() (its memory lives on while views do)
   #ab: ArrayBuffer; // this thread's view of the iov (dropped by close: views keep their own)
   #u8: Uint8Array<ArrayBuffer>;
-  #alloc: IovAllocator;
+  #views: IovAllocator; // the view region, [0, viewBytes): space that views may keep
+  #staging: IovAllocator; // the rest: space held only while a request is in flight
+  #transient: IovAllocator; // where in-flight-only space comes from (the view region when no staging)
+  #freeEpoch = 0; // bumped whenever iov space is given back
+  #stalledEpoch = -1; // a request gave up waiting for space at this epoch: later ones fail at once
+  #slab: Uint8Array = new Uint8Array(0); // small copied results are carved from it
+  #slabOff = 0;
+  // A ref'd handle while anything is queued or in flight, so the process cannot exit with a
+  // request pending; unref'd when idle. Invariant: #reffed === (#inflight + #queued > 0).
+  #keepAlive: ReturnType<typeof setInterval>;
+  #reffed = false;
   #pool: Piscina;
   #channels: Channel[]; // one per worker; a pump task serves a channel
   #running: boolean[]; // a pump task is out for the channel
@@ -130,6 +185,9 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
   #seq: Float64Array;
   #tag: unknown[];
   #unlisten: ((() => void) | undefined)[];
+  #asView: Uint8Array; // the request's space is in the view region and becomes its result's view
+  #dst: (Uint8Array | undefined)[]; // X_READ: where the bytes go
+  #split: (Split | undefined)[];
   #freeIds: Int32Array;
   #nFree: number;
   #inflight = 0; // admitted and not completed (ids in use)
@@ -147,7 +205,8 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
   #closing: Promise<void> | null = null;
   #cancelling = false;
   #destroyed = false; // the pool is being destroyed
-  #stats = { submitted: 0, completed: 0, failed: 0, cancelled: 0, bytesRead: 0, bytesWritten: 0 };
+  #stats = { submitted: 0, completed: 0, failed: 0, cancelled: 0, bytesRead: 0, bytesWritten: 0, copiedResults: 0,
+    splitRequests: 0 };
 
   /** Create an engine; options are validated (TypeError/RangeError naming the option). */
   constructor(options?: EngineOptions) {
@@ -158,7 +217,12 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     this.#iov = wrapNative('hf3fs_iovcreate', `mount ${o.mount}`, () => new Iov(o.mount, o.iovBytes, 0, o.numa));
     this.#ab = this.#iov.native.view();
     this.#u8 = new Uint8Array(this.#ab);
-    this.#alloc = new IovAllocator(o.iovBytes / UNIT);
+    const viewUnits = o.viewBytes / UNIT;
+    this.#views = new IovAllocator(viewUnits, 0);
+    this.#staging = new IovAllocator(o.iovBytes / UNIT - viewUnits, viewUnits);
+    this.#transient = this.#staging.units > 0 ? this.#staging : this.#views;
+    this.#keepAlive = setInterval(noop, 2 ** 30);
+    this.#keepAlive.unref();
     const n = o.maxInflight;
     this.#kind = new Uint8Array(n);
     this.#chan = new Int16Array(n);
@@ -175,6 +239,9 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     this.#stream = new Array(n).fill(undefined);
     this.#tag = new Array(n).fill(undefined);
     this.#unlisten = new Array(n).fill(undefined);
+    this.#asView = new Uint8Array(n);
+    this.#dst = new Array(n).fill(undefined);
+    this.#split = new Array(n).fill(undefined);
     this.#freeIds = new Int32Array(n);
     for (let i = 0; i < n; i++) this.#freeIds[i] = n - 1 - i;
     this.#nFree = n;
@@ -208,62 +275,128 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
   }
 
   /**
-   * Read up to `length` bytes of `fd` at `offset`. Resolves with a Buffer over iov memory (no
-   * copy; shorter at end of file): release() it (or `using`) when done; garbage collection is
-   * only a safety net. Rejects with a TypeError/RangeError naming a bad argument, a UsrbioError
-   * (code EBADF, EIO, ...) for a bad fd or a failed read, or an AbortError.
+   * Read up to `length` (0..2^31-1) bytes of `fd` at `offset`; resolves with a Buffer of the bytes
+   * read (shorter at end of file, empty past it). The result stays valid without release(): a
+   * large result that fits the view region is a zero-copy view of the iov (release() returns its
+   * space at once, else garbage collection does); others are copies in ordinary memory. Reads
+   * longer than options.pieceBytes that do not fit the view region are served in pieces. Rejects
+   * with a TypeError/RangeError naming a bad argument, a UsrbioError (EBADF, EIO, ENOBUFS,
+   * ETIMEDOUT, ...) or an AbortError.
    */
   read(fd: number, offset: number, length: number, options?: RequestOptions): Promise<IovBuffer> {
-    return new Promise((resolve, reject) => {
+    return new Promise((res, rej) => {
+      let cs: CallSignal;
       try {
+        cs = callSignal(options, 'read');
         this.#checkIo(fd, offset, length, false);
       } catch (e) {
-        return reject(e);
+        return rej(e);
       }
-      const signal = options?.signal;
-      if (length === 0) return resolve(IovView.own(this, this.#ab, 0, 0, 0, 0));
-      this.#request(OP_READ, fd, offset, length, null, resolve as (v: never) => void, reject, null, 0, undefined,
-        signal);
+      const { resolve, reject } = settleWith(cs, res, rej);
+      if (length === 0) return resolve(IovView.plain(EMPTY.buffer, 0, 0));
+      if (length <= this.options.pieceBytes || this.#viewFits(length)) {
+        this.#request(OP_READ, fd, offset, length, null, resolve as (v: never) => void, reject, null, 0, undefined,
+          cs.signal, null);
+        return;
+      }
+      const dst = resultBuffer(length);
+      this.#startSplit(OP_READ, fd, offset, dst, null, cs.signal, (total, e) => {
+        if (e) reject(e);
+        else resolve(IovView.plain(dst.buffer as ArrayBuffer, dst.byteOffset, total));
+      });
     });
   }
 
   /**
-   * Write `data` to `fd` at `offset`; resolves with the bytes written. Data in this engine's iov
-   * (a view from read() or alloc()) goes without a copy and must not be released before the
-   * promise settles; other data is copied once into the iov before this returns.
+   * Read up to `length` bytes (default: all of `buffer`) of `fd` at `offset` into `buffer` (any
+   * TypedArray or DataView, at least `length` bytes); resolves with the bytes read. The bytes are
+   * copied in as each piece completes, so do not use `buffer` until the promise settles; a
+   * buffer from alloc() is read into without a copy.
    */
-  write(fd: number, offset: number, data: Uint8Array, options?: RequestOptions): Promise<number> {
-    return new Promise((resolve, reject) => {
+  readInto(fd: number, buffer: ArrayBufferView, offset: number, length?: number, options?: RequestOptions): Promise<number> {
+    return new Promise((res, rej) => {
+      let cs: CallSignal;
+      let dst: Uint8Array;
       try {
-        if (!(data instanceof Uint8Array)) throw new TypeError('data must be a Buffer or Uint8Array');
-        this.#checkIo(fd, offset, data.byteLength, true);
+        cs = callSignal(options, 'read');
+        dst = bufferArg('buffer', buffer, length);
+        this.#checkIo(fd, offset, dst.byteLength, false);
       } catch (e) {
-        return reject(e);
+        return rej(e);
       }
-      if (data.byteLength === 0) return resolve(0);
-      this.#request(OP_WRITE, fd, offset, data.byteLength, data, resolve as (v: never) => void, reject, null, 0,
-        undefined, options?.signal);
+      const { resolve, reject } = settleWith(cs, res, rej);
+      if (dst.byteLength === 0) return resolve(0);
+      this.#startSplit(OP_READ, fd, offset, dst, null, cs.signal, (total, e) => (e ? reject(e) : resolve(total)));
     });
   }
 
   /**
-   * A Buffer of `size` bytes of iov memory (contents unspecified) to fill and write() without a
-   * copy. Throws a UsrbioError ENOMEM when the iov has no such free run now.
+   * Write `data` (any TypedArray or DataView) to `fd` at `offset`; resolves with the bytes
+   * written. Data in this engine's iov (a result view or an alloc() buffer) goes without a copy
+   * and must not be released before the promise settles. Other data up to options.pieceBytes is
+   * copied into the iov before this returns, so the caller may reuse it at once; larger data is
+   * copied piece by piece, so leave it unchanged until the promise settles.
+   */
+  write(fd: number, offset: number, data: ArrayBufferView, options?: RequestOptions): Promise<number> {
+    return new Promise((res, rej) => {
+      let cs: CallSignal;
+      let src: Uint8Array;
+      try {
+        cs = callSignal(options, 'write');
+        src = bufferArg('data', data, undefined);
+        this.#checkIo(fd, offset, src.byteLength, true);
+      } catch (e) {
+        return rej(e);
+      }
+      const { resolve, reject } = settleWith(cs, res, rej);
+      if (src.byteLength === 0) return resolve(0);
+      const n = src.byteLength;
+      if (n <= this.options.maxInflightBytes && (n <= this.options.pieceBytes || src.buffer === this.#ab)) {
+        this.#request(OP_WRITE, fd, offset, n, src, resolve as (v: never) => void, reject, null, 0, undefined, cs.signal,
+          null);
+        return;
+      }
+      this.#startSplit(OP_WRITE, fd, offset, src, null, cs.signal, (total, e) => (e ? reject(e) : resolve(total)));
+    });
+  }
+
+  /** write() of the first `length` bytes (default: all) of `buffer`, argument order as readInto(). */
+  writeFrom(fd: number, buffer: ArrayBufferView, offset: number, length?: number, options?: RequestOptions): Promise<number> {
+    let src: Uint8Array;
+    try {
+      src = bufferArg('buffer', buffer, length);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.write(fd, offset, src, options);
+  }
+
+  /**
+   * A Buffer of `size` bytes (0..2^31-1, contents unspecified) to fill and write(), or readInto(),
+   * without a copy. It is iov memory (`zeroCopy` true) while the view region has a free run that
+   * long, else ordinary memory (then write and readInto copy). release() returns iov space at
+   * once; garbage collection does it otherwise.
    */
   alloc(size: number): IovBuffer {
-    this.#checkSize('size', size);
     if (this.#closed) throw closedError();
-    const units = Math.max(1, Math.ceil(size / UNIT));
-    const start = this.#alloc.alloc(units);
-    if (start < 0) throw new UsrbioError(`no free run of ${size} bytes in the iov`, 'ENOMEM', 12, 'alloc', 'size');
+    checkLength('size', size);
+    if (size === 0) return IovView.plain(EMPTY.buffer, 0, 0);
+    const units = Math.ceil(size / UNIT);
+    const start = size <= this.options.viewBytes ? this.#views.alloc(units) : -1;
+    if (start < 0) {
+      const b = resultBuffer(size);
+      return IovView.plain(b.buffer as ArrayBuffer, b.byteOffset, size);
+    }
+    binding.adjustExternalMemory(units * UNIT * EXTERNAL_WEIGHT);
     return IovView.own(this, this.#ab, start * UNIT, size, start, units);
   }
 
   /**
    * Completions of the requests `source` yields (reads `{fd, offset, length, tag}`, writes
-   * `{op: 'write', fd, offset, data, tag}`), in completion order (or request order with
-   * `ordered`), pulling at most `window` requests ahead. Failed requests yield a completion with
-   * `error`; a bad request, an abort, or close() fails the iteration.
+   * `{op: 'write', fd, offset, data, tag}`, any size up to 2^31-1), in completion order (or
+   * request order with `ordered`), pulling at most `window` requests ahead. Failed requests
+   * (including those past `timeoutMs`) yield a completion with `error`; a bad request, an abort,
+   * or close() fails the iteration.
    */
   stream(source: Iterable<StreamRequest> | AsyncIterable<StreamRequest>, options?: StreamOptions):
     AsyncIterableIterator<Completion> & AsyncDisposable {
@@ -271,12 +404,20 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     return new CompletionStream(this, source, options, this.options.maxInflight);
   }
 
-  /** Run `requests` and resolve with their completions in request order (see stream()). */
-  async batch(requests: StreamRequest[], options?: { signal?: AbortSignal }): Promise<Completion[]> {
-    if (!Array.isArray(requests)) throw new TypeError('requests must be an array');
+  /** Run `requests` and resolve with their completions in request order (see stream()). With
+   * `timeoutMs`, the whole batch rejects with ETIMEDOUT if it has not finished by then. */
+  async batch(requests: StreamRequest[], options?: RequestOptions): Promise<Completion[]> {
+    if (!Array.isArray(requests)) throw new TypeError(`requests must be an array, got ${describe(requests)}`);
+    const o = checkOptions<RequestOptions>(options, REQUEST_KEYS);
+    checkSignalOptions(o);
+    const cs = makeSignal(o.signal, o.timeoutMs, 'batch');
     const out: Completion[] = [];
     const window = Math.max(1, Math.min(requests.length, this.options.maxInflight));
-    for await (const c of this.stream(requests, { ordered: true, window, signal: options?.signal })) out.push(c);
+    try {
+      for await (const c of this.stream(requests, { ordered: true, window, signal: cs.signal })) out.push(c);
+    } finally {
+      cs.done();
+    }
     return out;
   }
 
@@ -291,7 +432,8 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
         state, restarts: this.#restarts[i] };
     });
     return { ...this.#stats, inFlight: this.#inflight, inFlightBytes: this.#inflightBytes, queued: this.#queued,
-      iovBytes: this.options.iovBytes, iovFreeBytes: this.#alloc.freeUnits * UNIT, workers };
+      iovBytes: this.options.iovBytes, iovFreeBytes: (this.#views.freeUnits + this.#staging.freeUnits) * UNIT,
+      viewBytes: this.options.viewBytes, viewHeldBytes: this.#viewHeld() * UNIT, workers };
   }
 
   /**
@@ -301,6 +443,14 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
    */
   close(options?: { cancel?: boolean }): Promise<void> {
     if (this.#closing) return this.#closing;
+    try {
+      const o = checkOptions<{ cancel: boolean }>(options, CLOSE_KEYS);
+      if (o.cancel !== undefined && typeof o.cancel !== 'boolean') {
+        throw new TypeError(`options.cancel must be a boolean, got ${describe(o.cancel)}`);
+      }
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const cancel = options?.cancel === true;
     this.#closed = true;
     this.#closing = (async () => {
@@ -310,6 +460,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
       while (this.#inflight > 0) await new Promise<void>((r) => (this.#idle = r));
       this.#destroyed = true;
       await this.#pool.destroy();
+      clearInterval(this.#keepAlive);
       this.#iov.native.unlink(); // a 3FS iov's /dev/shm name goes now, not when the last view is collected
       this.#iov.destroy();
       this.#u8 = EMPTY; // the iov's memory goes once no view holds it
@@ -326,93 +477,215 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
 
   /** @internal ViewOwner: a view gave its space back. */
   releaseSpace(start: number, units: number): void {
+    /* c8 ignore next: views that own no space never call */
     if (units === 0) return;
-    this.#alloc.free(start, units);
+    binding.adjustExternalMemory(-units * UNIT * EXTERNAL_WEIGHT);
+    this.#freeSpace(start, units);
     this.#wake();
   }
 
-  /** @internal StreamHost: validate and queue one request of `stream`. Throws on bad input. */
-  streamRequest(stream: CompletionStream, seq: number, req: StreamRequest): void {
+  /** @internal StreamHost: validate and queue one request of `stream`; `signal` is that request's
+   * own (its deadline). Throws on bad input. */
+  streamRequest(stream: CompletionStream, seq: number, req: StreamRequest, signal: AbortSignal | undefined): void {
     if (this.#closed) throw closedError();
-    if (typeof req !== 'object' || req === null) throw new TypeError('each request must be an object');
+    if (typeof req !== 'object' || req === null) throw new TypeError(`each request must be an object, got ${describe(req)}`);
     const write = req.op === 'write';
-    if (!write && req.op !== undefined && req.op !== 'read') throw new TypeError('request.op must be "read" or "write"');
+    if (!write && req.op !== undefined && req.op !== 'read') {
+      throw new TypeError(`request.op must be "read" or "write", got ${describe(req.op)}`);
+    }
     let data: Uint8Array | null = null;
     let length: number;
     if (write) {
-      data = (req as { data: Uint8Array }).data;
-      if (!(data instanceof Uint8Array)) throw new TypeError('request.data must be a Buffer or Uint8Array');
+      data = bufferArg('request.data', (req as { data: Uint8Array }).data, undefined);
       length = data.byteLength;
     } else {
       length = (req as { length: number }).length;
     }
-    this.#checkIo(req.fd, req.offset, length, write);
-    this.#request(write ? OP_WRITE : OP_READ, req.fd, req.offset, length, data, null, null, stream, seq, req.tag,
-      undefined);
+    this.#checkIo(req.fd, req.offset, length, write, 'request.');
+    const tag = req.tag;
+    if (length === 0) {
+      stream.complete(seq, tag, 0, write ? null : IovView.plain(EMPTY.buffer, 0, 0), null);
+      return;
+    }
+    const single = write
+      ? length <= this.options.maxInflightBytes && (length <= this.options.pieceBytes || data!.buffer === this.#ab)
+      : length <= this.options.pieceBytes || this.#viewFits(length);
+    if (single) {
+      this.#request(write ? OP_WRITE : OP_READ, req.fd, req.offset, length, data, null, null, stream, seq, tag, signal,
+        null);
+      return;
+    }
+    const buf = write ? data! : resultBuffer(length);
+    this.#startSplit(write ? OP_WRITE : OP_READ, req.fd, req.offset, buf, stream, signal, (total, e) => {
+      if (e) stream.complete(seq, tag, errorResult(e), null, e);
+      else stream.complete(seq, tag, total, write ? null : IovView.plain(buf.buffer as ArrayBuffer, buf.byteOffset, total), null);
+    });
   }
 
   /** @internal StreamHost: cancel every request of `stream` not yet completed. */
   cancelStream(stream: CompletionStream): void {
-    for (const w of this.#waiting) if (w.stream === stream) this.#dropWaiting(w);
+    for (const w of this.#waiting) {
+      if (w.stream !== stream || w.done) continue;
+      this.#dropWaiting(w);
+      this.#stats.cancelled++;
+    }
     this.#cancelWhere((id) => this.#stream[id] === stream, null);
-  }
-
-  #checkSize(name: string, v: number): void {
-    if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError(`${name} must be an integer, got ${describe(v)}`);
-    if (v < 0 || v > this.options.iovBytes) {
-      throw new RangeError(`${name} must be between 0 and ${this.options.iovBytes} (the iov size), got ${v}`);
+    const splits = new Set<Split>();
+    for (const w of this.#waiting) if (w.split?.stream === stream) splits.add(w.split);
+    for (let id = 0; id < this.#kind.length; id++) {
+      const sp = this.#split[id];
+      if (sp !== undefined && sp.stream === stream) splits.add(sp);
     }
+    for (const sp of splits) this.#cancelSplit(sp, new AbortError());
   }
 
-  #checkIo(fd: number, offset: number, length: number, write: boolean): void {
+  // Units the view region's views and alloc() buffers hold (or in-flight view reads reserve).
+  #viewHeld(): number {
+    return this.#views.units - this.#views.freeUnits;
+  }
+
+  // A read of `length` bytes can be one request whose space becomes its result's view: it is large
+  // enough to be a view, the view region has that much free now, and the transient region could
+  // take it instead should the view region have no run that long.
+  #viewFits(length: number): boolean {
+    const o = this.options;
+    return length > o.copyMaxBytes && length <= o.maxInflightBytes && length <= this.#views.freeUnits * UNIT &&
+      length <= this.#transient.units * UNIT;
+  }
+
+  #checkIo(fd: number, offset: number, length: number, write: boolean, prefix = ''): void {
     if (this.#closed) throw closedError();
-    if (typeof fd !== 'number' || (fd | 0) !== fd || fd < 0) throw new TypeError(`fd must be a non-negative integer, got ${describe(fd)}`);
+    if (typeof fd !== 'number' || (fd | 0) !== fd || fd < 0) {
+      throw new TypeError(`${prefix}fd must be a non-negative integer, got ${describe(fd)}`);
+    }
     if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) {
-      if (typeof offset !== 'number' || !Number.isInteger(offset)) throw new TypeError(`offset must be an integer, got ${describe(offset)}`);
-      throw new RangeError(`offset must be between 0 and ${Number.MAX_SAFE_INTEGER}, got ${offset}`);
+      if (typeof offset !== 'number' || !Number.isInteger(offset)) {
+        throw new TypeError(`${prefix}offset must be an integer, got ${describe(offset)}`);
+      }
+      throw new RangeError(`${prefix}offset must be between 0 and ${Number.MAX_SAFE_INTEGER}, got ${offset}`);
     }
-    this.#checkSize(write ? 'data.byteLength' : 'length', length);
-    if (length > this.options.maxInflightBytes) {
-      throw new RangeError(`${write ? 'data.byteLength' : 'length'} must be at most options.maxInflightBytes (${this.options.maxInflightBytes}), got ${length}`);
-    }
+    checkLength(write ? `${prefix}data.byteLength` : `${prefix}length`, length);
     if (length > 0) useFd(fd, this, write, this.#tick);
+  }
+
+  // Start a split read into (or write from) `buf`: its pieces go through #request, `window` at a
+  // time; `done` runs once, with the bytes done contiguously from the start, or the first error.
+  #startSplit(op: number, fd: number, offset: number, buf: Uint8Array, stream: CompletionStream | null,
+    signal: AbortSignal | undefined, done: (total: number, e: Error | null) => void): void {
+    const o = this.options;
+    const piece = o.pieceBytes;
+    const pieces = Math.ceil(buf.byteLength / piece);
+    const window = Math.min(pieces, MAX_PIECES_IN_FLIGHT, Math.max(2, Math.floor(this.#transient.units * UNIT / piece)));
+    const sp: Split = { op, fd, offset, length: buf.byteLength, buf, piece, pieces, next: 0, inflight: 0, window,
+      total: buf.byteLength, settled: false, done, stream, signal, onAbort: null };
+    if (pieces > 1) this.#stats.splitRequests++;
+    if (signal) {
+      if (signal.aborted) {
+        this.#stats.cancelled++;
+        done(-125, abortError(signal));
+        return;
+      }
+      sp.onAbort = () => {
+        this.#stats.cancelled++;
+        this.#cancelSplit(sp, abortError(signal));
+      };
+      signal.addEventListener('abort', sp.onAbort, { once: true });
+    }
+    this.#issuePieces(sp);
+  }
+
+  // Issue pieces of `sp` while its window has room and no piece has come back short.
+  #issuePieces(sp: Split): void {
+    while (!sp.settled && sp.inflight < sp.window && sp.next < sp.pieces && sp.next * sp.piece < sp.total) {
+      const i = sp.next++;
+      const at = i * sp.piece;
+      const len = Math.min(sp.piece, sp.length - at);
+      sp.inflight++;
+      this.#request(sp.op, sp.fd, sp.offset + at, len, sp.buf.subarray(at, at + len), null, null, null, i, undefined,
+        undefined, sp);
+    }
+  }
+
+  // Piece `i` of `sp` completed with `result` bytes, or failed with `e`.
+  #pieceDone(sp: Split, i: number, result: number, e: Error | null): void {
+    sp.inflight--;
+    /* c8 ignore next: a settled split's pieces are cancelled, and cancelled pieces report nothing */
+    if (sp.settled) return;
+    if (e) {
+      this.#cancelSplit(sp, e);
+      return;
+    }
+    const at = i * sp.piece;
+    if (result < Math.min(sp.piece, sp.length - at)) sp.total = Math.min(sp.total, at + result);
+    if (sp.inflight === 0 && (sp.next === sp.pieces || sp.next * sp.piece >= sp.total)) {
+      this.#settleSplit(sp);
+      sp.done(sp.total, null);
+      return;
+    }
+    this.#issuePieces(sp);
+  }
+
+  // Fail `sp` with `e`: its queued and admitted pieces are cancelled (silently), `done` runs.
+  #cancelSplit(sp: Split, e: Error): void {
+    /* c8 ignore next: a stream cancelled while a failed split's last pieces are still on a ring */
+    if (sp.settled) return;
+    this.#settleSplit(sp);
+    for (const w of this.#waiting) if (w.split === sp) this.#dropWaiting(w);
+    for (let id = 0; id < this.#kind.length; id++) {
+      if (this.#kind[id] !== FREE && this.#split[id] === sp && !this.#cancelled[id]) {
+        this.#channels[this.#chan[id]].cancel(this.#pos[id]);
+        this.#cancelled[id] = 1;
+      }
+    }
+    this.#wake();
+    sp.done(errorResult(e), e);
+  }
+
+  #settleSplit(sp: Split): void {
+    sp.settled = true;
+    if (sp.onAbort) sp.signal!.removeEventListener('abort', sp.onAbort);
   }
 
   // Admit the request now if there is capacity and nobody waits, else queue it.
   #request(op: number, fd: number, offset: number, length: number, data: Uint8Array | null,
     resolve: ((v: never) => void) | null, reject: ((e: unknown) => void) | null, stream: CompletionStream | null,
-    seq: number, tag: unknown, signal: AbortSignal | undefined): void {
+    seq: number, tag: unknown, signal: AbortSignal | undefined, split: Split | null): void {
     if (signal?.aborted) {
       this.#stats.cancelled++;
-      this.#settle(reject, stream, seq, tag, -125, abortError(signal));
+      this.#settle(reject, stream, seq, tag, abortError(signal));
       return;
     }
-    if (this.#queued === 0 && this.#admit(op, fd, offset, length, data, resolve, reject, stream, seq, tag, signal)) return;
+    if (this.#queued === 0 &&
+      this.#admit(op, fd, offset, length, data, resolve, reject, stream, seq, tag, signal, split) === ADMITTED) return;
     if (this.#queued >= this.options.maxQueued) {
       const e = new UsrbioError(`more than options.maxQueued (${this.options.maxQueued}) requests waiting`, 'EAGAIN', 11,
         'engine', 'maxQueued');
-      this.#settle(reject, stream, seq, tag, -11, e);
+      if (split) this.#pieceDone(split, seq, -11, e);
+      else this.#settle(reject, stream, seq, tag, e);
       return;
     }
-    const w: Waiting = { op, fd, offset, length, data, resolve, reject, stream, seq, tag, signal, onAbort: null, done: false };
+    const w: Waiting = { op, fd, offset, length, data, resolve, reject, stream, seq, tag, signal, onAbort: null,
+      done: false, split };
     if (signal) {
       w.onAbort = () => {
         this.#dropWaiting(w); // removed from the signal once admitted, so it is still waiting
         this.#stats.cancelled++;
-        this.#settle(w.reject, w.stream, w.seq, w.tag, -125, abortError(signal));
+        this.#settle(w.reject, w.stream, w.seq, w.tag, abortError(signal));
+        this.#wake(); // the admission batch may be waiting for space for this one
       };
       signal.addEventListener('abort', w.onAbort, { once: true });
     }
     this.#waiting.push(w);
     this.#queued++;
+    this.#hold();
     this.#scheduleFlush();
   }
 
-  // Fail a request that holds no id: reject its promise, or complete it in its stream with `result`.
+  // Fail a request that holds no id: reject its promise, or complete it in its stream.
   #settle(reject: ((e: unknown) => void) | null, stream: CompletionStream | null, seq: number, tag: unknown,
-    result: number, e: Error): void {
+    e: Error): void {
     if (reject) reject(e);
-    else stream!.complete(seq, tag, result, null, e);
+    else stream!.complete(seq, tag, errorResult(e), null, e);
   }
 
   #dropWaiting(w: Waiting): void {
@@ -420,35 +693,67 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     w.done = true;
     this.#queued--;
     if (w.onAbort) w.signal!.removeEventListener('abort', w.onAbort);
+    this.#release();
+  }
+
+  // Keep the process alive while anything is queued or in flight (see #keepAlive).
+  #hold(): void {
+    if (!this.#reffed) {
+      this.#reffed = true;
+      this.#keepAlive.ref();
+    }
+  }
+
+  #release(): void {
+    if (this.#reffed && this.#inflight === 0 && this.#queued === 0) {
+      this.#reffed = false;
+      this.#keepAlive.unref();
+    }
+  }
+
+  #freeSpace(start: number, units: number): void {
+    if (this.#views.owns(start)) this.#views.free(start, units);
+    else this.#staging.free(start, units);
+    this.#freeEpoch++;
   }
 
   // Admit one request if an id, a channel, in-flight budget and iov space are free.
   #admit(op: number, fd: number, offset: number, length: number, data: Uint8Array | null,
     resolve: ((v: never) => void) | null, reject: ((e: unknown) => void) | null, stream: CompletionStream | null,
-    seq: number, tag: unknown, signal: AbortSignal | undefined): boolean {
-    if (this.#nFree === 0 || this.#inflightBytes + length > this.options.maxInflightBytes) return false;
+    seq: number, tag: unknown, signal: AbortSignal | undefined, split: Split | null): number {
+    if (this.#nFree === 0 || this.#inflightBytes + length > this.options.maxInflightBytes) return BUSY;
     const ci = this.#pickChannel();
     /* c8 ignore next: every channel full or recovering from a dead worker */
-    if (ci < 0) return false;
+    if (ci < 0) return BUSY;
     let start = -1;
     let units = 0;
+    let asView = 0;
     let iovOffset: number;
-    if (op === OP_WRITE && data!.buffer === this.#ab) {
-      iovOffset = data!.byteOffset; // zero copy: the caller's view owns the space
+    if (data !== null && data.buffer === this.#ab) {
+      iovOffset = data.byteOffset; // zero copy: the caller's view owns the space
     } else {
       units = Math.ceil(length / UNIT);
-      start = this.#alloc.alloc(units);
-      if (start < 0) return false;
+      if (op === OP_READ && split === null && length > this.options.copyMaxBytes) {
+        start = this.#views.alloc(units);
+        if (start >= 0) asView = 1;
+      }
+      if (start < 0) start = this.#transient.alloc(units);
+      if (start < 0) return NO_SPACE;
       iovOffset = start * UNIT;
       if (op === OP_WRITE) this.#u8.set(data!, iovOffset);
     }
     const id = this.#freeIds[--this.#nFree];
     const ch = this.#channels[ci];
-    this.#kind[id] = stream ? (op === OP_READ ? S_READ : S_WRITE) : op === OP_READ ? P_READ : P_WRITE;
+    let kind: number;
+    if (split) kind = op === OP_READ ? X_READ : X_WRITE;
+    else if (stream) kind = op === OP_READ ? S_READ : S_WRITE;
+    else kind = op === OP_READ ? P_READ : P_WRITE;
+    this.#kind[id] = kind;
     this.#chan[id] = ci;
     this.#pos[id] = ch.push(id, op, fd, offset, length, iovOffset);
     this.#start[id] = start;
     this.#units[id] = units;
+    this.#asView[id] = asView;
     this.#fd[id] = fd;
     this.#off[id] = offset;
     this.#len[id] = length;
@@ -456,6 +761,8 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     this.#resolve[id] = resolve ?? undefined;
     this.#reject[id] = reject ?? undefined;
     this.#stream[id] = stream ?? undefined;
+    this.#split[id] = split ?? undefined;
+    this.#dst[id] = op === OP_READ && split ? data! : undefined;
     this.#seq[id] = seq;
     this.#tag[id] = tag;
     if (signal) {
@@ -465,10 +772,11 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     }
     this.#inflight++;
     this.#inflightBytes += length;
+    this.#hold();
     this.#stats.submitted++;
     this.#wSubmitted[ci]++;
     this.#scheduleFlush();
-    return true;
+    return ADMITTED;
   }
 
   // The channel for the next request: the current one while it has room, else the live one
@@ -518,22 +826,68 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     this.#arm();
   };
 
+  // Admit waiting requests in order. One that finds no iov space waits for space to come back; if
+  // none does for options.spaceWaitMs it fails with ENOBUFS, and so do the ones after it that find
+  // no space either, until some space comes back.
   async #admitBatch(batch: Waiting[]): Promise<void> {
     for (const w of batch) {
       while (!w.done) {
         if (this.#cancelling) {
-          this.#dropWaiting(w);
           this.#stats.cancelled++;
-          this.#settle(w.reject, w.stream, w.seq, w.tag, -125, new AbortError('the engine was closed'));
+          this.#failWaiting(w, new AbortError('the engine was closed'));
           break;
         }
-        if (this.#admit(w.op, w.fd, w.offset, w.length, w.data, w.resolve, w.reject, w.stream, w.seq, w.tag, w.signal)) {
+        const r = this.#admit(w.op, w.fd, w.offset, w.length, w.data, w.resolve, w.reject, w.stream, w.seq, w.tag,
+          w.signal, w.split);
+        if (r === ADMITTED) {
           this.#dropWaiting(w);
           break;
         }
-        await new Promise<void>((r) => (this.#capacity = r));
+        if (r === BUSY) {
+          await this.#waitCapacity(0);
+          continue;
+        }
+        const epoch = this.#freeEpoch;
+        if (epoch !== this.#stalledEpoch && !(await this.#waitCapacity(this.options.spaceWaitMs))) continue;
+        /* c8 ignore next: space came back in the same turn as the timer fired */
+        if (this.#freeEpoch !== epoch) continue;
+        this.#stalledEpoch = epoch;
+        if (!w.done) this.#failWaiting(w, this.#noSpaceError(w.length));
       }
     }
+  }
+
+  // Resolves false when capacity may have changed, true when `ms` (> 0) passed first.
+  #waitCapacity(ms: number): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      this.#capacity = () => {
+        if (timer) clearTimeout(timer);
+        resolve(false);
+      };
+      if (ms > 0) {
+        timer = setTimeout(() => {
+          this.#capacity = null;
+          resolve(true);
+        }, ms);
+      }
+    });
+  }
+
+  #noSpaceError(length: number): UsrbioError {
+    const o = this.options;
+    const mib = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`;
+    return new UsrbioError(`no iov space for a request of ${length} bytes came back within options.spaceWaitMs ` +
+      `(${o.spaceWaitMs} ms): ${mib(this.#viewHeld() * UNIT)} of the ${mib(o.viewBytes)} view region are held by ` +
+      `results and alloc() buffers not yet released. Call release() on results you are done with, or raise ` +
+      `options.iovBytes (${mib(o.iovBytes)}) or lower options.viewBytes`, 'ENOBUFS', 105, 'engine', 'iovBytes');
+  }
+
+  // Fail a waiting request with `e`.
+  #failWaiting(w: Waiting, e: Error): void {
+    this.#dropWaiting(w);
+    if (w.split) this.#pieceDone(w.split, w.seq, errorResult(e), e);
+    else this.#settle(w.reject, w.stream, w.seq, w.tag, e);
   }
 
   // Wake whoever waits for capacity (admission) or for the in-flight count to fall (close).
@@ -663,30 +1017,71 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
       un();
     }
     this.#stats.completed++;
+    const read = kind === P_READ || kind === S_READ || kind === X_READ;
     if (result < 0) {
       this.#stats.failed++;
-      this.#fail(id, ioError(kind === P_READ || kind === S_READ ? 'read' : 'write', -result, this.#fd[id], this.#off[id]),
-        result);
+      this.#fail(id, ioError(read ? 'read' : 'write', -result, this.#fd[id], this.#off[id]), result);
       this.#finish(id);
       return;
     }
-    if (kind === P_READ || kind === S_READ) {
-      this.#stats.bytesRead += result;
-      const start = this.#start[id];
-      const units = this.#units[id];
-      this.#start[id] = -1; // the view owns the space now
-      const view = IovView.own(this, this.#ab, start * UNIT, result, start, units);
+    if (read) this.#stats.bytesRead += result;
+    else this.#stats.bytesWritten += result;
+    if (kind === X_READ || kind === X_WRITE) {
+      const sp = this.#split[id]!;
+      const seq = this.#seq[id];
+      let e: Error | null = null;
+      if (kind === X_READ && result > 0 && this.#start[id] >= 0) {
+        const dst = this.#dst[id]!;
+        /* c8 ignore next 2: a destination detached while its read was in flight */
+        if (dst.byteLength < result) e = new TypeError('buffer was detached while the read was in flight');
+        else dst.set(this.#u8.subarray(this.#start[id] * UNIT, this.#start[id] * UNIT + result));
+      }
+      this.#finish(id);
+      this.#pieceDone(sp, seq, e ? -14 : result, e);
+      return;
+    }
+    if (read) {
+      const view = this.#result(id, result);
       if (kind === P_READ) this.#resolve[id]!(view as never);
       else this.#stream[id]!.complete(this.#seq[id], this.#tag[id], result, view, null);
+    } else if (kind === P_WRITE) {
+      this.#resolve[id]!(result as never);
     } else {
-      this.#stats.bytesWritten += result;
-      if (kind === P_WRITE) this.#resolve[id]!(result as never);
-      else this.#stream[id]!.complete(this.#seq[id], this.#tag[id], result, null, null);
+      this.#stream[id]!.complete(this.#seq[id], this.#tag[id], result, null, null);
     }
     this.#finish(id);
   };
 
-  // Reject (or fail the stream completion of) request `id`; it stays allocated (cancelled) until #finish.
+  // The result of read `id` that completed with `n` bytes: its space as a view when it was placed
+  // in the view region and is large enough to be one (the view owns the space from now on), else
+  // a copy in ordinary memory (#finish frees the space).
+  #result(id: number, n: number): IovBuffer {
+    const start = this.#start[id];
+    if (this.#asView[id] && n > this.options.copyMaxBytes) {
+      const units = this.#units[id];
+      this.#start[id] = -1;
+      binding.adjustExternalMemory(units * UNIT * EXTERNAL_WEIGHT);
+      return IovView.own(this, this.#ab, start * UNIT, n, start, units);
+    }
+    this.#stats.copiedResults++;
+    const from = start * UNIT;
+    if (n <= SLAB_ITEM_MAX) {
+      if (n === 0) return IovView.plain(EMPTY.buffer, 0, 0);
+      if (this.#slabOff + n > this.#slab.byteLength) {
+        this.#slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+        this.#slabOff = 0;
+      }
+      const at = this.#slabOff;
+      this.#slab.set(this.#u8.subarray(from, from + n), at);
+      this.#slabOff = (at + n + 7) & ~7;
+      return IovView.plain(this.#slab.buffer as ArrayBuffer, this.#slab.byteOffset + at, n);
+    }
+    const b = resultBuffer(n);
+    b.set(this.#u8.subarray(from, from + n));
+    return IovView.plain(b.buffer as ArrayBuffer, b.byteOffset, n);
+  }
+
+  // Reject (or fail the stream completion or piece of) request `id`; it stays allocated (cancelled) until #finish.
   #fail(id: number, e: unknown, result = -32): void {
     this.#cancelled[id] = 1;
     const un = this.#unlisten[id];
@@ -696,23 +1091,29 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     }
     const rej = this.#reject[id];
     const s = this.#stream[id];
+    const sp = this.#split[id];
     this.#reject[id] = this.#resolve[id] = undefined;
     this.#stream[id] = undefined;
+    this.#split[id] = undefined;
     if (rej) rej(e);
     else if (s) s.complete(this.#seq[id], this.#tag[id], result, null, e as Error);
+    else if (sp) this.#pieceDone(sp, this.#seq[id], result, e as Error);
   }
 
   // Free request `id`: its iov space (unless a view took it), its id, its budget.
   #finish(id: number): void {
     const start = this.#start[id];
-    if (start >= 0) this.#alloc.free(start, this.#units[id]);
+    if (start >= 0) this.#freeSpace(start, this.#units[id]);
     this.#kind[id] = FREE;
     this.#resolve[id] = this.#reject[id] = undefined;
     this.#stream[id] = undefined;
+    this.#split[id] = undefined;
+    this.#dst[id] = undefined;
     this.#tag[id] = undefined;
     this.#freeIds[this.#nFree++] = id;
     this.#inflight--;
     this.#inflightBytes -= this.#len[id];
+    this.#release();
     this.#wake();
     if (this.#inflight === 0 && this.#queued === 0) this.emit('idle');
   }
@@ -728,15 +1129,16 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
   #cancel(id: number, signal: AbortSignal | null): void {
     this.#channels[this.#chan[id]].cancel(this.#pos[id]);
     this.#stats.cancelled++;
-    this.#fail(id, signal ? abortError(signal) : new AbortError(), -125);
+    const e = signal ? abortError(signal) : new AbortError();
+    this.#fail(id, e, errorResult(e));
   }
 
   #cancelAll(): void {
     this.#cancelling = true;
     for (const w of this.#waiting.splice(0)) {
-      this.#dropWaiting(w);
+      if (w.done) continue;
       this.#stats.cancelled++;
-      this.#settle(w.reject, w.stream, w.seq, w.tag, -125, new AbortError('the engine was closed'));
+      this.#failWaiting(w, new AbortError('the engine was closed'));
     }
     this.#cancelWhere(() => true, null);
     this.#wake();
@@ -748,17 +1150,69 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
   #cancelAllWith(e: UsrbioError): void {
     this.#closed = true;
     this.#cancelling = true;
-    for (const w of this.#waiting.splice(0)) {
-      this.#dropWaiting(w);
-      this.#settle(w.reject, w.stream, w.seq, w.tag, -32, e);
-    }
+    for (const w of this.#waiting.splice(0)) if (!w.done) this.#failWaiting(w, e);
     this.#wake();
   }
   /* c8 ignore stop */
 }
 
-function describe(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v);
-  if (typeof v === 'number' || typeof v === 'boolean' || v === null || v === undefined) return String(v);
-  return typeof v;
+const CLOSE_KEYS: ReadonlySet<string> = new Set(['cancel']);
+const HUGE_MIN = 4 << 20;
+
+// Ordinary memory for a result of `n` bytes. From 4 MiB on, huge-page-backed memory (first touch
+// costs one fault per 2 MiB, not per 4 KiB: a fresh 256 MiB result is written several times
+// faster); Node's allocator below that, or if the mapping fails.
+function resultBuffer(n: number): Buffer {
+  /* c8 ignore next: only when mmap refuses */
+  if (n >= HUGE_MIN) return binding.allocBuffer(n) ?? Buffer.allocUnsafeSlow(n);
+  return Buffer.allocUnsafeSlow(n);
+}
+
+function noop(): void {}
+
+// The resolve/reject a call settles with: `cs.done()` first when it has a deadline to clear.
+function settleWith<T>(cs: CallSignal, resolve: (v: T) => void, reject: (e: unknown) => void):
+  { resolve: (v: T) => void; reject: (e: unknown) => void } {
+  if (cs.done === noopDone) return { resolve, reject };
+  return {
+    resolve: (v) => {
+      cs.done();
+      resolve(v);
+    },
+    reject: (e) => {
+      cs.done();
+      reject(e);
+    },
+  };
+}
+const noopDone = callSignal(undefined, '').done;
+
+/** A length or size argument: an integer from 0 to 2^31-1. */
+function checkLength(name: string, v: unknown): void {
+  if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError(`${name} must be an integer, got ${describe(v)}`);
+  if (v < 0 || v > MAX_LENGTH) throw new RangeError(`${name} must be between 0 and ${MAX_LENGTH}, got ${v}`);
+}
+
+/** The bytes of a TypedArray or DataView `v` (the first `length` of them when given), as a Uint8Array
+ * over the same memory; a TypeError/RangeError naming `name` when it is none, detached or too small. */
+function bufferArg(name: string, v: unknown, length: number | undefined): Uint8Array {
+  if (!ArrayBuffer.isView(v)) throw new TypeError(`${name} must be a Buffer, TypedArray or DataView, got ${describe(v)}`);
+  if (v.byteLength === 0 && isDetached(v.buffer)) throw new TypeError(`${name} must not be detached (its ArrayBuffer was transferred)`);
+  const u8 = v instanceof Uint8Array ? v : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  if (length === undefined) return u8;
+  checkLength('length', length);
+  if (length > u8.byteLength) {
+    throw new RangeError(`${name} is too small: length is ${length} but ${name}.byteLength is ${u8.byteLength}`);
+  }
+  return length === u8.byteLength ? u8 : u8.subarray(0, length);
+}
+
+function isDetached(ab: ArrayBufferLike): boolean {
+  if (ab.byteLength !== 0 || ab instanceof SharedArrayBuffer) return false;
+  try {
+    new Uint8Array(ab as ArrayBuffer, 0, 0);
+    return false;
+  } catch {
+    return true;
+  }
 }

@@ -1,5 +1,6 @@
 // Errors the engine raises besides argument TypeErrors/RangeErrors.
 import { UsrbioError, errnoName } from '../native';
+import { isTimeout } from './call-options';
 
 /** Rejection of a request or stream cancelled by an AbortSignal or by close({ cancel: true }). */
 export class AbortError extends Error {
@@ -21,7 +22,15 @@ export function closedError(): UsrbioError {
   return new UsrbioError('the engine is closed', 'ECLOSED', 0, 'engine');
 }
 
-/** AbortError for `signal`, carrying its reason. */
-export function abortError(signal: AbortSignal | undefined): AbortError {
-  return new AbortError('The operation was aborted', { cause: signal?.reason });
+/** The error a request cancelled by `signal` fails with: the UsrbioError ETIMEDOUT of a deadline
+ * (options.timeoutMs), else an AbortError carrying the signal's reason. */
+export function abortError(signal: AbortSignal | undefined): AbortError | UsrbioError {
+  const reason = signal?.reason;
+  if (isTimeout(reason)) return reason;
+  return new AbortError('The operation was aborted', { cause: reason });
+}
+
+/** The negative errno a request failed with `e` completes with: -ECANCELED for an abort. */
+export function errorResult(e: unknown): number {
+  return e instanceof UsrbioError && e.errno > 0 ? -e.errno : -125;
 }

@@ -16,8 +16,24 @@ export interface EngineOptions {
   timeoutMs?: number;
   /** NUMA node for the iov and rings, -1 for none. Default -1. */
   numa?: number;
-  /** Shared-memory data buffer in bytes, a multiple of 4096; bounds a single request. Default 64 MiB. */
+  /** Shared-memory data buffer in bytes, a multiple of 4096. Requests of any size are served through
+   * it in pieces; it bounds only what results hold without a copy. Default 256 MiB. */
   iovBytes?: number;
+  /** Of the iov, the bytes that results handed out without a copy (zero-copy views) and alloc()
+   * buffers may hold, a multiple of 4096 up to iovBytes; the rest is staging space that requests
+   * use only while in flight. A result that finds this region full is copied out instead. Setting
+   * it to iovBytes makes every large result a view: then unreleased results can fill the iov and
+   * requests wait (spaceWaitMs) for release(). Default 3/4 of iovBytes. */
+  viewBytes?: number;
+  /** Results of at most this many bytes are copied into ordinary memory (cheaper than a view at
+   * small sizes, and their iov space comes back at once). Default 65536. */
+  copyMaxBytes?: number;
+  /** Requests larger than this (and larger than free view space) are split into pieces of this
+   * size, all in flight at once. A multiple of 4096. Default min(4 MiB, staging space / 4). */
+  pieceBytes?: number;
+  /** How long a request may wait for iov space while none comes back before it rejects with
+   * ENOBUFS. Default 5000. */
+  spaceWaitMs?: number;
   /** Requests in flight (admitted and not completed), engine-wide. Default workers * ringEntries. */
   maxInflight?: number;
   /** Bytes in flight, engine-wide. Default iovBytes. */
@@ -37,7 +53,7 @@ export type ResolvedOptions = Required<EngineOptions>;
 
 const KNOWN = new Set([
   'mount', 'workers', 'ringEntries', 'ioDepth', 'timeoutMs', 'numa', 'iovBytes', 'maxInflight',
-  'maxInflightBytes', 'maxQueued', 'idleMs', 'service',
+  'maxInflightBytes', 'maxQueued', 'idleMs', 'service', 'viewBytes', 'copyMaxBytes', 'pieceBytes', 'spaceWaitMs',
 ]);
 const MiB = 1 << 20;
 
@@ -58,7 +74,7 @@ export function resolveOptions(options: EngineOptions | undefined): ResolvedOpti
   const ioDepth = o.ioDepth === undefined ? 0 : integer('options.ioDepth', o.ioDepth, -ringEntries, 0);
   const timeoutMs = o.timeoutMs === undefined ? 0 : integer('options.timeoutMs', o.timeoutMs, 0, 2 ** 31 - 1);
   const numa = o.numa === undefined ? -1 : integer('options.numa', o.numa, -1, 1023);
-  const iovBytes = o.iovBytes === undefined ? 64 * MiB : integer('options.iovBytes', o.iovBytes, UNIT, 2 ** 40);
+  const iovBytes = o.iovBytes === undefined ? 256 * MiB : integer('options.iovBytes', o.iovBytes, UNIT, 2 ** 40);
   if (iovBytes % UNIT) throw new RangeError(`options.iovBytes must be a multiple of ${UNIT}, got ${iovBytes}`);
   const maxInflight = o.maxInflight === undefined ? workers * ringEntries
     : integer('options.maxInflight', o.maxInflight, 1, workers * ringEntries);
@@ -67,8 +83,24 @@ export function resolveOptions(options: EngineOptions | undefined): ResolvedOpti
   const maxQueued = o.maxQueued === undefined ? 65536 : integer('options.maxQueued', o.maxQueued, 0, 2 ** 30);
   const idleMs = o.idleMs === undefined ? 50 : integer('options.idleMs', o.idleMs, 0, 60000);
   const service = o.service === undefined || o.service === null ? null : serviceSpec(o.service);
+  const viewBytes = o.viewBytes === undefined ? Math.floor((iovBytes * 3) / 4 / UNIT) * UNIT
+    : multiple('options.viewBytes', o.viewBytes, 0, iovBytes);
+  const copyMaxBytes = o.copyMaxBytes === undefined ? 65536 : integer('options.copyMaxBytes', o.copyMaxBytes, 0, 2 ** 31 - 1);
+  // pieces come from the staging region (the view region when there is none)
+  const region = iovBytes - viewBytes > 0 ? iovBytes - viewBytes : iovBytes;
+  const pieceMax = Math.min(region, maxInflightBytes);
+  const pieceBytes = o.pieceBytes === undefined
+    ? Math.max(UNIT, Math.min(4 * MiB, Math.floor(pieceMax / 4 / UNIT) * UNIT))
+    : multiple('options.pieceBytes', o.pieceBytes, UNIT, Math.floor(pieceMax / UNIT) * UNIT);
+  const spaceWaitMs = o.spaceWaitMs === undefined ? 5000 : integer('options.spaceWaitMs', o.spaceWaitMs, 1, 2 ** 31 - 1);
   return { mount, workers, ringEntries, ioDepth, timeoutMs, numa, iovBytes, maxInflight, maxInflightBytes, maxQueued, idleMs,
-    service };
+    service, viewBytes, copyMaxBytes, pieceBytes, spaceWaitMs };
+}
+
+function multiple(name: string, v: unknown, min: number, max: number): number {
+  const n = integer(name, v, min, max);
+  if (n % UNIT) throw new RangeError(`${name} must be a multiple of ${UNIT}, got ${n}`);
+  return n;
 }
 
 function serviceSpec(v: unknown): string {

@@ -2,6 +2,7 @@
 // and yields their completions in completion order, or in request order when `ordered`.
 import type { UsrbioError } from '../native';
 import { abortError } from './errors';
+import { checkOptions, checkSignalOptions, describe, makeSignal } from './call-options';
 import type { IovBuffer } from './view';
 
 /** A read: `length` bytes of `fd` at `offset`. `tag` is returned with the completion. */
@@ -41,11 +42,16 @@ export interface StreamOptions {
   signal?: AbortSignal;
   /** Requests submitted or buffered ahead of the consumer, 1..maxInflight. Default 128 (capped). */
   window?: number;
+  /** Each request that has not completed this many ms after it was issued completes with a
+   * UsrbioError ETIMEDOUT (result -110); the stream goes on. Default: no deadline. */
+  timeoutMs?: number;
 }
+
+const KEYS: ReadonlySet<string> = new Set(['ordered', 'signal', 'window', 'timeoutMs']);
 
 /** What a stream needs of its engine. */
 export interface StreamHost {
-  streamRequest(stream: CompletionStream, seq: number, req: StreamRequest): void;
+  streamRequest(stream: CompletionStream, seq: number, req: StreamRequest, signal: AbortSignal | undefined): void;
   cancelStream(stream: CompletionStream): void;
 }
 
@@ -73,29 +79,31 @@ export class CompletionStream implements AsyncIterableIterator<Completion>, Asyn
   #pulling = false; // an async pull is pending
   #error: unknown = null; // fails the iteration once buffered completions are delivered... no: at once
   #finished = false;
+  #timeoutMs: number | undefined;
+  #deadlines = new Map<number, () => void>(); // seq -> clears that request's deadline
   #waiter: { resolve: (r: IteratorResult<Completion>) => void; reject: (e: unknown) => void } | null = null;
 
   constructor(host: StreamHost, source: Iterable<StreamRequest> | AsyncIterable<StreamRequest>,
     options: StreamOptions | undefined, maxWindow: number) {
     this.#host = host;
-    if (options !== undefined && (typeof options !== 'object' || options === null)) {
-      throw new TypeError('options must be an object');
+    const o = checkOptions<StreamOptions>(options, KEYS);
+    if (o.ordered !== undefined && typeof o.ordered !== 'boolean') {
+      throw new TypeError(`options.ordered must be a boolean, got ${describe(o.ordered)}`);
     }
-    const o = options ?? {};
-    if (o.ordered !== undefined && typeof o.ordered !== 'boolean') throw new TypeError('options.ordered must be a boolean');
     this.#ordered = o.ordered === true;
     const w = o.window ?? Math.min(DEFAULT_WINDOW, maxWindow);
-    if (typeof w !== 'number' || !Number.isInteger(w)) throw new TypeError(`options.window must be an integer, got ${typeof w === 'number' ? w : typeof w}`);
+    if (typeof w !== 'number' || !Number.isInteger(w)) throw new TypeError(`options.window must be an integer, got ${describe(w)}`);
     if (w < 1 || w > maxWindow) throw new RangeError(`options.window must be between 1 and ${maxWindow}, got ${w}`);
     this.#window = w;
-    if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new TypeError('options.signal must be an AbortSignal');
+    checkSignalOptions(o);
     this.#signal = o.signal;
+    this.#timeoutMs = o.timeoutMs;
     if (source && typeof (source as AsyncIterable<StreamRequest>)[Symbol.asyncIterator] === 'function') {
       this.#async = (source as AsyncIterable<StreamRequest>)[Symbol.asyncIterator]();
     } else if (source && typeof (source as Iterable<StreamRequest>)[Symbol.iterator] === 'function') {
       this.#sync = (source as Iterable<StreamRequest>)[Symbol.iterator]();
     } else {
-      throw new TypeError('source must be an iterable or async iterable of requests');
+      throw new TypeError(`source must be an iterable or async iterable of requests, got ${describe(source)}`);
     }
     if (this.#signal) {
       if (this.#signal.aborted) {
@@ -146,8 +154,12 @@ export class CompletionStream implements AsyncIterableIterator<Completion>, Asyn
   /** @internal The engine: request `seq` finished. */
   complete(seq: number, tag: unknown, result: number, data: IovBuffer | null, error: Error | null): void {
     this.#outstanding--;
-    /* c8 ignore next 4: an ended stream's requests are cancelled, so they complete without data */
-    if (this.#finished) {
+    if (this.#timeoutMs !== undefined) {
+      this.#deadlines.get(seq)?.();
+      this.#deadlines.delete(seq);
+    }
+    // An ended or failing stream's requests are cancelled; the iteration throws, so drop them.
+    if (this.#finished || this.#error !== null) {
       data?.release();
       return;
     }
@@ -258,7 +270,13 @@ export class CompletionStream implements AsyncIterableIterator<Completion>, Asyn
     const seq = this.#issued++;
     this.#outstanding++;
     try {
-      this.#host.streamRequest(this, seq, req); // the stream's own abort listener cancels them all
+      let signal: AbortSignal | undefined;
+      if (this.#timeoutMs !== undefined) {
+        const cs = makeSignal(undefined, this.#timeoutMs, (req as { op?: string } | null)?.op === 'write' ? 'write' : 'read');
+        signal = cs.signal;
+        this.#deadlines.set(seq, cs.done);
+      }
+      this.#host.streamRequest(this, seq, req, signal); // the stream's own abort listener cancels them all
       return true;
     } catch (e) {
       if ((e as Error)?.name === 'UsrbioError' && (e as UsrbioError).code !== 'ECLOSED') {
@@ -277,6 +295,8 @@ export class CompletionStream implements AsyncIterableIterator<Completion>, Asyn
     if (this.#finished) return;
     this.#finished = true;
     if (this.#onAbort) this.#signal!.removeEventListener('abort', this.#onAbort);
+    for (const done of this.#deadlines.values()) done();
+    this.#deadlines.clear();
     for (let i = this.#readyHead; i < this.#ready.length; i++) this.#ready[i]?.data?.release();
     /* c8 ignore next: whether an early completion carries data depends on timing */
     for (const c of this.#early.values()) c.data?.release();

@@ -1,5 +1,6 @@
-// IovView: a Buffer over engine iov memory, handed out without a copy. Its owner releases it
-// explicitly, with `using`, or (safety net) when it is garbage collected.
+// IovView: the Buffer type of every result. Over engine iov memory (handed out without a copy) it
+// gives its space back on release(), `using`, or when it is garbage collected; over ordinary
+// memory (a result that was copied out) it is a plain Buffer whose release() does nothing.
 
 /** What a view returns its space to. */
 export interface ViewOwner {
@@ -34,6 +35,18 @@ export class IovView extends Uint8Array {
     v.#token = token;
     registry.register(v, token, token);
     return v as unknown as IovBuffer;
+  }
+
+  /** @internal A view over ordinary memory (owns no iov space; release() does nothing). */
+  static plain(buffer: ArrayBuffer, byteOffset: number, length: number): IovBuffer {
+    return new IovView(buffer, byteOffset, length) as unknown as IovBuffer;
+  }
+
+  /** True while this view (or, for a slice, its parent) holds engine iov memory: such a view can
+   * be written or read into without a copy. False for results copied into ordinary memory. */
+  get zeroCopy(): boolean {
+    if (this.#parent) return this.#parent.zeroCopy;
+    return this.#owner !== null;
   }
 
   /** True once this view (or, for a slice, its parent) has been released. */
@@ -75,9 +88,10 @@ export class IovView extends Uint8Array {
 }
 Object.setPrototypeOf(IovView.prototype, Buffer.prototype);
 
-/** A Buffer over iov memory with release() and Symbol.dispose. */
+/** A result Buffer with release() and Symbol.dispose; `zeroCopy` tells whether it is iov memory. */
 export type IovBuffer = Buffer & {
   release(): void;
   readonly released: boolean;
+  readonly zeroCopy: boolean;
   [Symbol.dispose](): void;
 };
