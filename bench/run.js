@@ -49,6 +49,7 @@ function nodeSpec(s, impl, files, o) {
   return {
     kind: IMPLS[impl].kind, op: s.op, file: files[s.file], bs: s.bs, concurrency: s.concurrency, pattern: s.pattern,
     direct: !!s.direct, latency: !!s.latency, workers: s.workers || 0, iovBytes: s.iovBytes || 0,
+    release: !!IMPLS[impl].release, fresh: !!IMPLS[impl].fresh,
     seconds: o.seconds, warmup: o.warmup, runs: o.runs,
   };
 }

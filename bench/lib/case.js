@@ -99,7 +99,7 @@ async function usrbioOp(spec, fd, size) {
       step = async (lane) => {
         const v = await engine.read(fd, next[lane](), len);
         if (v.length !== len) throw new Error(`short read: ${v.length} of ${len}`);
-        v.release();
+        if (spec.release) v.release(); // else dropped, as fs.promises users drop results
       };
     } else {
       const data = Array.from({ length: spec.concurrency }, () => engine.alloc(len).fill(0x5a));
@@ -179,7 +179,8 @@ async function fsPromises(spec, size) {
     const next = Array.from({ length: spec.concurrency }, (_, i) => offsets(spec, size, i));
     const step = spec.op === 'read'
       ? async (lane) => {
-        const { bytesRead } = await fh.read(bufs[lane], 0, len, next[lane]());
+        const buf = spec.fresh ? Buffer.allocUnsafe(len) : bufs[lane];
+        const { bytesRead } = await fh.read(buf, 0, len, next[lane]());
         if (bytesRead !== len) throw new Error(`short read: ${bytesRead} of ${len}`);
       }
       : async (lane) => {

@@ -8,7 +8,7 @@ const USAGE = `usage: npm run bench -- [options]
   --runs N           measured windows per case process (default 3; --quick 3)
   --rounds N         passes over all cases, interleaved (default 2; --quick 1); samples = runs x rounds
   --warmup S         warm-up window before the measured ones (default 0.3; --quick 0.03)
-  --only IDS         comma-separated scenario ids or prefixes (rand4k, read1m, read1g, direct, write, scale, memory)
+  --only IDS         comma-separated scenario ids or prefixes (rand4k, read1m, read256m, read1g, direct, write, scale, memory)
   --dir DIR          where the data files are generated (default: os.tmpdir()); removed at the end
   --json             print the results as JSON on stdout instead of the table
   --out FILE         where the JSON results are written (default bench/results/latest.json)

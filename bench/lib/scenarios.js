@@ -9,7 +9,8 @@ const GiB = 1024 * MiB;
 // Implementations. `runner` is 'node' (bench/lib/case.js in a child process) or 'fio'.
 // `family` is 'usrbio' or 'alt' (what a user would otherwise pick).
 const IMPLS = {
-  'usrbio.read': { family: 'usrbio', runner: 'node', kind: 'usrbio-op', note: 'one await per I/O' },
+  'usrbio.read': { family: 'usrbio', runner: 'node', kind: 'usrbio-op', note: 'one await per I/O, results never released (as fs.promises users write it)' },
+  'usrbio.read+release': { family: 'usrbio', runner: 'node', kind: 'usrbio-op', release: true, note: 'usrbio.read calling release() on each result (diagnostic: the explicit zero-copy mode)' },
   'usrbio.write': { family: 'usrbio', runner: 'node', kind: 'usrbio-op', note: 'one await per I/O, data from engine.alloc' },
   'usrbio.stream': { family: 'usrbio', runner: 'node', kind: 'usrbio-stream', note: 'for await, window = concurrency' },
   // diagnostic variants (not used by the bars): the agent's idle spin off
@@ -17,6 +18,7 @@ const IMPLS = {
   'usrbio.stream spin=0': { family: 'usrbio', runner: 'node', kind: 'usrbio-stream', env: { USRBIO_AGENT_SPIN_US: '0' }, note: 'usrbio.stream with USRBIO_AGENT_SPIN_US=0 (diagnostic)' },
   'usrbio.batch': { family: 'usrbio', runner: 'node', kind: 'usrbio-batch', note: 'await batch(concurrency requests), repeated' },
   'fs.promises': { family: 'alt', runner: 'node', kind: 'fs-promises', env: { UV_USE_IO_URING: '0' }, note: 'FileHandle.read/write, libuv thread pool (4 threads)' },
+  'fs.promises new Buffer': { family: 'alt', runner: 'node', kind: 'fs-promises', fresh: true, env: { UV_USE_IO_URING: '0' }, note: 'FileHandle.read into a new Buffer.allocUnsafe(length) each time (the same contract as usrbio.read: a new result per call)' },
   'fs.promises+io_uring': { family: 'alt', runner: 'node', kind: 'fs-promises', env: { UV_USE_IO_URING: '1' }, note: 'the same with UV_USE_IO_URING=1' },
   'fs.readSync': { family: 'alt', runner: 'node', kind: 'fs-sync', note: 'synchronous loop: concurrency 1' },
   'fs.writeSync': { family: 'alt', runner: 'node', kind: 'fs-sync', note: 'synchronous loop: concurrency 1' },
@@ -43,16 +45,20 @@ function scenarios() {
       id: `rand4k-c${c}`, title: `4 KiB random reads, page-cached, concurrency ${c}`, group: '4 KiB random read',
       op: 'read', file: 'data', bs: 4 * KiB, concurrency: c, pattern: 'random', cached: true,
       // the synchronous alternatives have concurrency 1 whatever the row: measured in rand4k-c1
-      metric: 'iops', impls: ['usrbio.read', 'usrbio.stream', 'usrbio.batch', ...diag, 'fs.promises', 'fs.promises+io_uring', 'fio io_uring'],
+      metric: 'iops', impls: ['usrbio.read', ...(c === 64 ? ['usrbio.read+release'] : []), 'usrbio.stream', 'usrbio.batch', ...diag, 'fs.promises', 'fs.promises+io_uring', 'fio io_uring'],
     });
   }
   list.push({
     id: 'read1m-c16', title: '1 MiB random reads, page-cached, concurrency 16', op: 'read', file: 'data', bs: MiB,
-    concurrency: 16, pattern: 'random', cached: true, metric: 'gbps', impls: ['usrbio.read', 'usrbio.stream', ...READ_ALTS],
+    concurrency: 16, pattern: 'random', cached: true, metric: 'gbps', impls: ['usrbio.read', 'usrbio.read+release', 'usrbio.stream', ...READ_ALTS],
+  });
+  list.push({
+    id: 'read256m', title: 'a single 256 MiB read, page-cached, default engine', op: 'read', file: 'data', bs: 256 * MiB,
+    concurrency: 1, pattern: 'random', cached: true, metric: 'gbps', impls: ['usrbio.read', 'fs.promises new Buffer', 'fs.promises', 'fs.readSync'],
   });
   list.push({
     id: 'read1g', title: 'a single 1 GiB read (whole file), page-cached', op: 'read', file: 'data', bs: GiB,
-    concurrency: 1, pattern: 'whole', cached: true, metric: 'gbps', iovBytes: GiB, impls: ['usrbio.read', ...READ_ALTS],
+    concurrency: 1, pattern: 'whole', cached: true, metric: 'gbps', impls: ['usrbio.read', ...READ_ALTS],
   });
   list.push({
     id: 'direct4k-c64', title: '4 KiB random reads, cold (O_DIRECT), queue depth 64', op: 'read', file: 'data', bs: 4 * KiB,
@@ -95,6 +101,7 @@ const BARS = [
   { id: 'read-vs-fs-uring', text: '... / fs.promises with UV_USE_IO_URING=1', scenario: 'rand4k-c64', num: ['usrbio.read'], den: 'fs.promises+io_uring', min: 2 },
   { id: 'stream-vs-fio', text: '4 KiB random, concurrency 64, batch or stream API: best of usrbio.stream, usrbio.batch / fio io_uring 1 job', scenario: 'rand4k-c64', num: ['usrbio.stream', 'usrbio.batch'], den: 'fio io_uring', min: 0.9 },
   { id: '1m-vs-fs', text: '1 MiB reads: usrbio.read / fs.promises', scenario: 'read1m-c16', num: ['usrbio.read'], den: 'fs.promises', min: 1.0 },
+  { id: '256m-vs-fs', text: 'a single 256 MiB read: usrbio.read / fs.promises into a new Buffer', scenario: 'read256m', num: ['usrbio.read'], den: 'fs.promises new Buffer', min: 1.0 },
   { id: 'direct-vs-fio', text: 'O_DIRECT 4 KiB, depth 64: best of usrbio.read, usrbio.stream / fio io_uring', scenario: 'direct4k-c64', num: ['usrbio.read', 'usrbio.stream'], den: 'fio io_uring', min: 0.9 },
   { id: 'p50-vs-fs', text: 'p50 latency, concurrency 1: fs.promises p50 / usrbio.read p50', scenario: 'rand4k-c1', num: ['usrbio.read'], den: 'fs.promises', stat: 'p50', min: 1.0 },
 ];
