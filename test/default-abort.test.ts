@@ -110,4 +110,13 @@ t.test('aborting a stream cancels the pieces of its large read and large write',
   await t.rejects(first, { name: 'AbortError' });
   await idle(e);
   t.equal(e.stats().iovFreeBytes, 2 * MiB, 'pieces of both cancelled, space back');
+  // per-request deadlines of a stream left early are cleared with it
+  let n = 0;
+  for await (const c of e.stream([{ op: 'write', fd: wfd, offset: 0, data: Buffer.alloc(10) },
+    { fd: f.fd, offset: 0, length: 10 }, { fd: f.fd, offset: 10, length: 10 }], { timeoutMs: 60000, window: 3 })) {
+    t.equal(c.error, null);
+    n++;
+    break;
+  }
+  t.equal(n, 1);
 });

@@ -68,7 +68,7 @@ t.test('a waiting read gets space as soon as a held result is released; later wa
   // readInto waits for staging space the same way (here the view region is all there is)
   const t1 = Date.now();
   await t.rejects(e.readInto(f.fd, Buffer.alloc(65536), 0), { code: 'ENOBUFS' });
-  t.ok(Date.now() - t1 >= 180, 'after its wait (space had come back since the last stall)');
+  t.ok(Date.now() - t1 < 150, 'at once: no space came back since the stall');
   v.release();
   for (const h of held) h.release();
   t.equal(e.stats().viewHeldBytes, 0, 'all space back');

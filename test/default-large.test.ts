@@ -95,9 +95,9 @@ t.test('a piece refused by a full queue fails its split with EAGAIN', async (t) 
 t.test('close({ cancel: true }) fails a split whose pieces wait', async (t) => {
   const f = dataFile(t, 4 * MiB);
   const e = createEngine({ iovBytes: 256 * 1024, viewBytes: 0, pieceBytes: 64 * 1024, maxInflight: 1, ringEntries: 2 });
-  const p = e.read(f.fd, 0, 4 * MiB);
+  const rejected = t.rejects(e.read(f.fd, 0, 4 * MiB), { name: 'AbortError' });
   await e.close({ cancel: true });
-  await t.rejects(p, { name: 'AbortError' });
+  await rejected;
 });
 
 t.test('lengths past 2 GiB - 1 are refused naming the argument', async (t) => {

@@ -1135,12 +1135,12 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
 
   #cancelAll(): void {
     this.#cancelling = true;
+    this.#cancelWhere(() => true, null); // admitted first: a split fails through its first admitted piece
     for (const w of this.#waiting.splice(0)) {
       if (w.done) continue;
       this.#stats.cancelled++;
       this.#failWaiting(w, new AbortError('the engine was closed'));
     }
-    this.#cancelWhere(() => true, null);
     this.#wake();
   }
 
@@ -1168,6 +1168,7 @@ function resultBuffer(n: number): Buffer {
   return Buffer.allocUnsafeSlow(n);
 }
 
+/* c8 ignore next: the keep-alive interval's callback (its period is 2^30 ms) */
 function noop(): void {}
 
 // The resolve/reject a call settles with: `cs.done()` first when it has a deadline to clear.

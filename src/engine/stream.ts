@@ -233,6 +233,7 @@ export class CompletionStream implements AsyncIterableIterator<Completion>, Asyn
 
   // Pull and submit requests while the window has room.
   #fill(): void {
+    /* c8 ignore next: callers check first (a failed stream's completions no longer reach #deliver) */
     if (this.#error !== null || this.#finished) return;
     if (this.#sync) {
       while (!this.#sourceDone && this.#buffered() < this.#window) {
