@@ -44,6 +44,8 @@ t.test('abort a single read or write in flight, and a pre-aborted signal', async
   ac.abort();
   await t.rejects(p, AbortError);
   await t.rejects(e.read(f.fd, 0, 10, { signal: AbortSignal.abort('x') }), { name: 'AbortError', cause: 'x' });
+  await t.rejects(e.read(f.fd, 0, 10, { signal: AbortSignal.abort('y'), timeoutMs: 1000 }), { name: 'AbortError', cause: 'y' },
+    'a pre-aborted signal with a deadline');
   await t.rejects(e.readInto(f.fd, Buffer.alloc(10), 0, 10, { signal: AbortSignal.abort() }), { name: 'AbortError' });
   const dir = scratch(t);
   const wfd = openSync(join(dir, 'w'), 'w');

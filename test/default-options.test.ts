@@ -21,6 +21,7 @@ t.test('request options: signal, timeoutMs, unknown keys, non-objects', async (t
     await t.rejects(call({ signal: 42 }), { name: 'TypeError', message: 'options.signal must be an AbortSignal, got 42' }, `${name} signal`);
     await t.rejects(call({ signal: Symbol('s') }), { name: 'TypeError', message: 'options.signal must be an AbortSignal, got symbol' }, name);
     await t.rejects(call({ signal: Object.create(null) }), { name: 'TypeError', message: 'options.signal must be an AbortSignal, got object' }, name);
+    await t.rejects(call({ signal: new Map() }), { name: 'TypeError', message: 'options.signal must be an AbortSignal, got a Map' }, name);
     await t.rejects(call({ signal: {} }), { name: 'TypeError', message: 'options.signal must be an AbortSignal, got an object' }, name);
     await t.rejects(call({ signal: new AbortController() }),
       { name: 'TypeError', message: 'options.signal must be an AbortSignal, got an AbortController' }, name);

@@ -426,6 +426,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     const workers = this.#channels.map((c, i) => {
       const s = c.state;
       let state = 'idle';
+      /* c8 ignore next: seen only in the window between a worker's death and its replacement */
       if (this.#recovering[i]) state = 'recovering';
       else if (this.#running[i]) state = s === SLEEP_READ || s === SLEEP_WRITE ? 'sleeping' : 'running';
       return { index: i, submitted: this.#wSubmitted[i], completed: this.#wCompleted[i], outstanding: c.outstanding,
@@ -689,6 +690,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
   }
 
   #dropWaiting(w: Waiting): void {
+    /* c8 ignore next: idempotent; every caller skips requests already dropped */
     if (w.done) return;
     w.done = true;
     this.#queued--;
@@ -1037,7 +1039,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
         else dst.set(this.#u8.subarray(this.#start[id] * UNIT, this.#start[id] * UNIT + result));
       }
       this.#finish(id);
-      this.#pieceDone(sp, seq, e ? -14 : result, e);
+      this.#pieceDone(sp, seq, result, e); // with `e` the split fails with it; result is unused
       return;
     }
     if (read) {

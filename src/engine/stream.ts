@@ -296,6 +296,7 @@ export class CompletionStream implements AsyncIterableIterator<Completion>, Asyn
     if (this.#finished) return;
     this.#finished = true;
     if (this.#onAbort) this.#signal!.removeEventListener('abort', this.#onAbort);
+    /* c8 ignore next: requests with deadlines still outstanding when the stream ends (timing) */
     for (const done of this.#deadlines.values()) done();
     this.#deadlines.clear();
     for (let i = this.#readyHead; i < this.#ready.length; i++) this.#ready[i]?.data?.release();
