@@ -1,6 +1,7 @@
 // Per-call options of the request API (read, readInto, write, writeFrom, batch, stream):
 // validated at the edge, each message naming the option; a deadline becomes one AbortSignal.
 import { UsrbioError } from '../native';
+import { integer } from '../validate';
 
 /** Options every request call takes. */
 export interface RequestOptions {
@@ -29,11 +30,7 @@ export function checkSignalOptions(o: { signal?: unknown; timeoutMs?: unknown },
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
     throw new TypeError(`${prefix}signal must be an AbortSignal, got ${describe(o.signal)}`);
   }
-  const t = o.timeoutMs;
-  if (t !== undefined) {
-    if (typeof t !== 'number' || !Number.isInteger(t)) throw new TypeError(`${prefix}timeoutMs must be an integer, got ${describe(t)}`);
-    if (t < 1 || t > MAX_TIMEOUT) throw new RangeError(`${prefix}timeoutMs must be between 1 and ${MAX_TIMEOUT}, got ${t}`);
-  }
+  if (o.timeoutMs !== undefined) integer(`${prefix}timeoutMs`, o.timeoutMs, 1, MAX_TIMEOUT);
 }
 
 /** Check that `options` is undefined or an object with only `known` keys; returns it as an object. */

@@ -11,6 +11,7 @@ import { Piscina } from 'piscina';
 import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { Iov, UsrbioError, binding, wrapNative } from '../native';
+import { integer } from '../validate';
 import { packageRoot } from '../paths';
 import { IovAllocator, UNIT } from './alloc';
 import { Channel, DEAD, DETACHED, NONE, OP_READ, OP_WRITE, SELF_COMPLETED, SLEEP_READ, SLEEP_WRITE } from './channel';
@@ -292,7 +293,9 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
       } catch (e) {
         return rej(e);
       }
-      const { resolve, reject } = settleWith(cs, res, rej);
+      let resolve = res;
+      let reject = rej;
+      if (cs.done !== noopDone) ({ resolve, reject } = settleWith(cs, res, rej)); // a deadline to clear
       if (length === 0) return resolve(IovView.plain(EMPTY.buffer, 0, 0));
       if (length <= this.options.pieceBytes || this.#viewFits(length)) {
         this.#request(OP_READ, fd, offset, length, null, resolve as (v: never) => void, reject, null, 0, undefined,
@@ -324,7 +327,9 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
       } catch (e) {
         return rej(e);
       }
-      const { resolve, reject } = settleWith(cs, res, rej);
+      let resolve = res;
+      let reject = rej;
+      if (cs.done !== noopDone) ({ resolve, reject } = settleWith(cs, res, rej)); // a deadline to clear
       if (dst.byteLength === 0) return resolve(0);
       this.#startSplit(OP_READ, fd, offset, dst, null, cs.signal, (total, e) => (e ? reject(e) : resolve(total)));
     });
@@ -348,7 +353,9 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
       } catch (e) {
         return rej(e);
       }
-      const { resolve, reject } = settleWith(cs, res, rej);
+      let resolve = res;
+      let reject = rej;
+      if (cs.done !== noopDone) ({ resolve, reject } = settleWith(cs, res, rej)); // a deadline to clear
       if (src.byteLength === 0) return resolve(0);
       const n = src.byteLength;
       if (n <= this.options.maxInflightBytes && (n <= this.options.pieceBytes || src.buffer === this.#ab)) {
@@ -1174,9 +1181,9 @@ function resultBuffer(n: number): Buffer {
 function noop(): void {}
 
 // The resolve/reject a call settles with: `cs.done()` first when it has a deadline to clear.
+// Allocates only then; the calls without a deadline pass their own resolve/reject through.
 function settleWith<T>(cs: CallSignal, resolve: (v: T) => void, reject: (e: unknown) => void):
   { resolve: (v: T) => void; reject: (e: unknown) => void } {
-  if (cs.done === noopDone) return { resolve, reject };
   return {
     resolve: (v) => {
       cs.done();
@@ -1192,8 +1199,7 @@ const noopDone = callSignal(undefined, '').done;
 
 /** A length or size argument: an integer from 0 to 2^31-1. */
 function checkLength(name: string, v: unknown): void {
-  if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError(`${name} must be an integer, got ${describe(v)}`);
-  if (v < 0 || v > MAX_LENGTH) throw new RangeError(`${name} must be between 0 and ${MAX_LENGTH}, got ${v}`);
+  integer(name, v, 0, MAX_LENGTH);
 }
 
 /** The bytes of a TypedArray or DataView `v` (the first `length` of them when given), as a Uint8Array
