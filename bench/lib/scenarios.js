@@ -50,7 +50,7 @@ function scenarios() {
   }
   list.push({
     id: 'read1m-c16', title: '1 MiB random reads, page-cached, concurrency 16', op: 'read', file: 'data', bs: MiB,
-    concurrency: 16, pattern: 'random', cached: true, metric: 'gbps', impls: ['usrbio.read', 'usrbio.read+release', 'usrbio.stream', ...READ_ALTS],
+    concurrency: 16, pattern: 'random', cached: true, metric: 'gbps', impls: ['usrbio.read', 'usrbio.read+release', 'usrbio.stream', 'fs.promises new Buffer', ...READ_ALTS],
   });
   list.push({
     id: 'read256m', title: 'a single 256 MiB read, page-cached, default engine', op: 'read', file: 'data', bs: 256 * MiB,
@@ -101,6 +101,7 @@ const BARS = [
   { id: 'read-vs-fs-uring', text: '... / fs.promises with UV_USE_IO_URING=1', scenario: 'rand4k-c64', num: ['usrbio.read'], den: 'fs.promises+io_uring', min: 2 },
   { id: 'stream-vs-fio', text: '4 KiB random, concurrency 64, batch or stream API: best of usrbio.stream, usrbio.batch / fio io_uring 1 job', scenario: 'rand4k-c64', num: ['usrbio.stream', 'usrbio.batch'], den: 'fio io_uring', min: 0.9 },
   { id: '1m-vs-fs', text: '1 MiB reads: usrbio.read / fs.promises', scenario: 'read1m-c16', num: ['usrbio.read'], den: 'fs.promises', min: 1.0 },
+  { id: '1m-vs-fs-fresh', text: '... / fs.promises into a new Buffer per read (the same contract: a new result each time)', scenario: 'read1m-c16', num: ['usrbio.read'], den: 'fs.promises new Buffer', min: 1.0 },
   { id: '256m-vs-fs', text: 'a single 256 MiB read: usrbio.read / fs.promises into a new Buffer', scenario: 'read256m', num: ['usrbio.read'], den: 'fs.promises new Buffer', min: 1.0 },
   { id: 'direct-vs-fio', text: 'O_DIRECT 4 KiB, depth 64: best of usrbio.read, usrbio.stream / fio io_uring', scenario: 'direct4k-c64', num: ['usrbio.read', 'usrbio.stream'], den: 'fio io_uring', min: 0.9 },
   { id: 'p50-vs-fs', text: 'p50 latency, concurrency 1: fs.promises p50 / usrbio.read p50', scenario: 'rand4k-c1', num: ['usrbio.read'], den: 'fs.promises', stat: 'p50', min: 1.0 },
