@@ -119,6 +119,23 @@ interface Split {
   stream: CompletionStream | null; // the stream whose request this is, for cancelStream
   signal: AbortSignal | undefined;
   onAbort: (() => void) | null;
+  gather: Gather | null; // pieces of their own (see Engine.gather); null: pieces of one range
+  refused: Uint8Array | null; // a gather's ranges failed before issue (their results are set)
+  onQuiet: (() => void) | null; // a cancelled gather: runs when its last read on a ring finishes
+}
+
+/**
+ * Reads of `n` ranges (fds[i], offsets[i], lengths[i]) into `dst` at ats[i]: what Engine.gather
+ * takes. results[i] gets the bytes read, or a negative errno; each range settles on its own.
+ */
+export interface Gather {
+  n: number;
+  fds: Int32Array;
+  offsets: Float64Array;
+  lengths: Float64Array;
+  ats: Float64Array;
+  dst: Uint8Array;
+  results: Float64Array;
 }
 
 /** A request waiting for admission. */
@@ -333,6 +350,36 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
       if (dst.byteLength === 0) return resolve(0);
       this.#startSplit(OP_READ, fd, offset, dst, null, cs.signal, (total, e) => (e ? reject(e) : resolve(total)));
     });
+  }
+
+  /**
+   * Read the `g.n` ranges of `g` into `g.dst` (zero copy when dst is memory from alloc()), at most
+   * options.maxInflight at a time, each at most options.pieceBytes long; throws naming a bad range
+   * before issuing any. `done` runs once: with null when every range settled (g.results[i]: bytes
+   * read or a negative errno), or with an AbortError once `signal` aborted and every read that was
+   * already on a ring has finished, so `dst` may be reused as soon as `done` runs. One abort
+   * listener per call, not per range.
+   */
+  gather(g: Gather, signal: AbortSignal | undefined, done: (e: Error | null) => void): void {
+    const piece = this.options.pieceBytes;
+    if (!(g.dst instanceof Uint8Array)) throw new TypeError(`g.dst must be a Uint8Array, got ${describe(g.dst)}`);
+    let refused: Uint8Array | null = null;
+    for (let i = 0; i < g.n; i++) {
+      const len = g.lengths[i];
+      try {
+        this.#checkIo(g.fds[i], g.offsets[i], len, false, `g[${i}].`);
+      } catch (e) {
+        if (!(e instanceof UsrbioError)) throw e;
+        refused ??= new Uint8Array(g.n); // an fd the agent refuses (EBADF, EINVAL): that range fails alone
+        refused[i] = 1;
+        g.results[i] = -e.errno;
+      }
+      if (len > piece) throw new RangeError(`g[${i}].length (${len}) is more than options.pieceBytes (${piece})`);
+      if (!(g.ats[i] >= 0 && g.ats[i] + len <= g.dst.byteLength)) {
+        throw new RangeError(`g[${i}] (at ${g.ats[i]}, ${len} bytes) does not fit g.dst (${g.dst.byteLength} bytes)`);
+      }
+    }
+    this.#startSplit(OP_READ, 0, 0, g.dst, null, signal, (_total, e) => done(e), g, refused);
   }
 
   /**
@@ -579,13 +626,16 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
   // Start a split read into (or write from) `buf`: its pieces go through #request, `window` at a
   // time; `done` runs once, with the bytes done contiguously from the start, or the first error.
   #startSplit(op: number, fd: number, offset: number, buf: Uint8Array, stream: CompletionStream | null,
-    signal: AbortSignal | undefined, done: (total: number, e: Error | null) => void): void {
+    signal: AbortSignal | undefined, done: (total: number, e: Error | null) => void, gather: Gather | null = null,
+    refused: Uint8Array | null = null): void {
     const o = this.options;
     const piece = o.pieceBytes;
-    const pieces = Math.ceil(buf.byteLength / piece);
-    const window = Math.min(pieces, MAX_PIECES_IN_FLIGHT, Math.max(2, Math.floor(this.#transient.units * UNIT / piece)));
+    const pieces = gather ? gather.n : Math.ceil(buf.byteLength / piece);
+    const window = gather ? Math.min(pieces, o.maxInflight)
+      : Math.min(pieces, MAX_PIECES_IN_FLIGHT, Math.max(2, Math.floor(this.#transient.units * UNIT / piece)));
     const sp: Split = { op, fd, offset, length: buf.byteLength, buf, piece, pieces, next: 0, inflight: 0, window,
-      total: buf.byteLength, settled: false, done, stream, signal, onAbort: null };
+      total: buf.byteLength, settled: false, done, stream, signal, onAbort: null, gather,
+      refused, onQuiet: null };
     if (pieces > 1) this.#stats.splitRequests++;
     if (signal) {
       if (signal.aborted) {
@@ -604,6 +654,26 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
 
   // Issue pieces of `sp` while its window has room and no piece has come back short.
   #issuePieces(sp: Split): void {
+    const g = sp.gather;
+    if (g) {
+      while (!sp.settled && sp.inflight < sp.window && sp.next < sp.pieces) {
+        const i = sp.next++;
+        const len = g.lengths[i];
+        if (sp.refused?.[i]) continue;
+        if (len === 0) {
+          g.results[i] = 0;
+          continue;
+        }
+        sp.inflight++;
+        this.#request(OP_READ, g.fds[i], g.offsets[i], len, sp.buf.subarray(g.ats[i], g.ats[i] + len), null, null, null,
+          i, undefined, undefined, sp);
+      }
+      if (!sp.settled && sp.inflight === 0 && sp.next === sp.pieces) {
+        this.#settleSplit(sp);
+        sp.done(sp.pieces, null);
+      }
+      return;
+    }
     while (!sp.settled && sp.inflight < sp.window && sp.next < sp.pieces && sp.next * sp.piece < sp.total) {
       const i = sp.next++;
       const at = i * sp.piece;
@@ -619,6 +689,11 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     sp.inflight--;
     /* c8 ignore next: a settled split's pieces are cancelled, and cancelled pieces report nothing */
     if (sp.settled) return;
+    if (sp.gather) {
+      sp.gather.results[i] = result; // a failed piece's result is its negative errno
+      this.#issuePieces(sp);
+      return;
+    }
     if (e) {
       this.#cancelSplit(sp, e);
       return;
@@ -639,13 +714,23 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     if (sp.settled) return;
     this.#settleSplit(sp);
     for (const w of this.#waiting) if (w.split === sp) this.#dropWaiting(w);
+    let onRings = 0;
     for (let id = 0; id < this.#kind.length; id++) {
-      if (this.#kind[id] !== FREE && this.#split[id] === sp && !this.#cancelled[id]) {
+      if (this.#kind[id] !== FREE && this.#split[id] === sp) {
+        onRings++;
+        if (this.#cancelled[id]) continue;
         this.#channels[this.#chan[id]].cancel(this.#pos[id]);
         this.#cancelled[id] = 1;
       }
     }
     this.#wake();
+    if (sp.gather && onRings > 0) {
+      // done once the reads already on a ring have finished (#finish counts them down): until then
+      // they may still write into the destination
+      sp.inflight = onRings;
+      sp.onQuiet = () => sp.done(errorResult(e), e);
+      return;
+    }
     sp.done(errorResult(e), e);
   }
 
@@ -1113,6 +1198,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
   #finish(id: number): void {
     const start = this.#start[id];
     if (start >= 0) this.#freeSpace(start, this.#units[id]);
+    const sp = this.#split[id];
     this.#kind[id] = FREE;
     this.#resolve[id] = this.#reject[id] = undefined;
     this.#stream[id] = undefined;
@@ -1124,6 +1210,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     this.#inflightBytes -= this.#len[id];
     this.#release();
     this.#wake();
+    if (sp?.onQuiet && --sp.inflight === 0) sp.onQuiet(); // a cancelled gather's last read
     if (this.#inflight === 0 && this.#queued === 0) this.emit('idle');
   }
 
