@@ -2,6 +2,7 @@
 import { alloc, batch, close, configure, engineFor, read, readInto, stats, stream, write, writeFrom } from './engine/default';
 import { Engine } from './engine/engine';
 import type { EngineOptions } from './engine/options';
+import { openDataset, createLoader } from './loader/index';
 
 export { cflags, libs } from './config';
 export { includeDir, libDir, libraryPath, isBuilt } from './paths';
@@ -24,6 +25,11 @@ export type { EngineOptions } from './engine/options';
 export type { Completion, ReadRequest, StreamOptions, StreamRequest, WriteRequest } from './engine/stream';
 export type { IovBuffer } from './engine/view';
 export { AbortError } from './engine/errors';
+export { openDataset, createLoader, Dataset, Loader, Batch, LoaderError, IndexedWriter, readIndex, pack } from './loader/index';
+export type {
+  DatasetFormat, DatasetOptions, Range, LoaderMetrics, LoaderOptions, LoaderState, PrefetchOptions, SkipRecord, PackOptions,
+  PackResult,
+} from './loader/index';
 export { alloc, batch, close, configure, engineFor, read, readInto, stats, stream, write, writeFrom };
 
 /** A new engine with its own workers, rings and iov (see EngineOptions). */
@@ -32,5 +38,6 @@ export function createEngine(options?: EngineOptions): Engine {
 }
 
 /** The default API: `import usrbio from 'usrbio'; await usrbio.read(fd, offset, length)`. */
-const usrbio = { read, readInto, write, writeFrom, stream, batch, alloc, stats, close, configure, engineFor, createEngine, Engine };
+const usrbio = { read, readInto, write, writeFrom, stream, batch, alloc, stats, close, configure, engineFor, createEngine, Engine,
+  openDataset, createLoader };
 export default usrbio;
