@@ -244,12 +244,22 @@ async function main() {
     const md = writeDocs(report, svg, path.join(ROOT, 'docs'));
     process.stderr.write(`wrote ${path.relative(process.cwd(), md)}, docs/benchmarks.svg and docs/benchmarks.json\n`);
   }
+  // the data loader against a plain fs.promises loader (bench/loader.js), in full runs
+  let loaderMissed = false;
+  if (!o.quick && !o.only) {
+    const args = [path.join(__dirname, 'loader.js'), ...(o.docs ? ['--docs'] : []), ...(o.dir ? ['--dir', o.dir] : [])];
+    const r = require('node:child_process').spawnSync(process.execPath, args, { stdio: ['ignore', o.json ? 2 : 1, 2] });
+    if (r.status === 2 || r.status === null) throw new Error(`bench/loader.js failed (${r.signal || r.status})`);
+    loaderMissed = r.status === 1;
+  }
   if (o.check) {
+    if (loaderMissed) process.stderr.write('bench:check: a data loader bar was missed (see above)\n');
     const missed = report.bars.filter((b) => !b.pass);
     if (missed.length) {
       process.stderr.write(`bench:check: ${missed.length} bar${missed.length > 1 ? 's' : ''} missed:\n${barLines(missed).join('\n')}\n`);
       return 1;
     }
+    if (loaderMissed) return 1;
     process.stderr.write('bench:check: every bar met\n');
   }
   return 0;
