@@ -2,13 +2,13 @@
 // ranges), `usrbio pack` (a directory, a JSONL file, standard input) and option checking.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync, readFileSync, openSync, closeSync, writeSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { openDataset, createLoader, pack, IndexedWriter, readIndex, type Batch } from '../src/index';
+import { openDataset, createLoader, pack, IndexedWriter, readIndex } from '../src/index';
 import { program, progressLine } from '../src/cli';
 import { crc32, crc32Table } from '../src/loader/crc32';
 import { Histogram } from '../src/loader/metrics';
-import { recordFile, collect, exactlyOnce } from './fixtures/loader';
+import { recordFile, collect } from './fixtures/loader';
 import { scratch } from './fixtures/native';
 
 async function all(l: ReturnType<typeof createLoader>): Promise<Map<number, Buffer>> {
@@ -260,10 +260,3 @@ t.test('CRC-32: the table version equals zlib\'s; the latency histogram', async 
   h.add(2 ** 50);
   t.ok(h.quantile(1) > 2 ** 39, 'huge values land in the last bucket');
 });
-
-void readFileSync;
-void openSync;
-void closeSync;
-void writeSync;
-void exactlyOnce;
-void (null as unknown as Batch);

@@ -54,7 +54,6 @@ t.test('a slow consumer: the byte cap holds, the producer blocks, reading stops 
   t.equal(m.prefetchBytes, 0, 'nothing held at the end of the epoch');
   t.ok(m.samplesPerSec > 0 && m.bytesPerSec > 0 && m.elapsedMs > 0);
   t.ok(m.readLatencyP50Us > 0 && m.readLatencyP99Us >= m.readLatencyP50Us);
-  t.ok(m.consumerStallMs >= 0);
   t.equal(engine.stats().viewHeldBytes, 0, 'every slab is back');
   // the batch-count cap
   const l2 = createLoader(ds, { batchSize: 8, prefetch: { maxBatches: 2 }, engine });

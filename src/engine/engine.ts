@@ -363,6 +363,12 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
   gather(g: Gather, signal: AbortSignal | undefined, done: (e: Error | null) => void): void {
     const piece = this.options.pieceBytes;
     if (!(g.dst instanceof Uint8Array)) throw new TypeError(`g.dst must be a Uint8Array, got ${describe(g.dst)}`);
+    integer('g.n', g.n, 0, MAX_LENGTH);
+    for (const k of ['fds', 'offsets', 'lengths', 'ats', 'results'] as const) {
+      const a = g[k];
+      const type = k === 'fds' ? Int32Array : Float64Array;
+      if (!(a instanceof type) || a.length < g.n) throw new TypeError(`g.${k} must be a ${type.name} of at least g.n (${g.n}) elements`);
+    }
     let refused: Uint8Array | null = null;
     for (let i = 0; i < g.n; i++) {
       const len = g.lengths[i];
@@ -375,7 +381,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
         g.results[i] = -e.errno;
       }
       if (len > piece) throw new RangeError(`g[${i}].length (${len}) is more than options.pieceBytes (${piece})`);
-      if (!(g.ats[i] >= 0 && g.ats[i] + len <= g.dst.byteLength)) {
+      if (!Number.isInteger(g.ats[i]) || g.ats[i] < 0 || g.ats[i] + len > g.dst.byteLength) {
         throw new RangeError(`g[${i}] (at ${g.ats[i]}, ${len} bytes) does not fit g.dst (${g.dst.byteLength} bytes)`);
       }
     }
@@ -636,7 +642,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     const sp: Split = { op, fd, offset, length: buf.byteLength, buf, piece, pieces, next: 0, inflight: 0, window,
       total: buf.byteLength, settled: false, done, stream, signal, onAbort: null, gather,
       refused, onQuiet: null };
-    if (pieces > 1) this.#stats.splitRequests++;
+    if (pieces > 1 && !gather) this.#stats.splitRequests++;
     if (signal) {
       if (signal.aborted) {
         this.#stats.cancelled++;

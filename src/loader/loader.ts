@@ -196,6 +196,7 @@ interface Pending {
   st: Staged;
   bad: Map<number, Bad> | null; // sample position -> why
   done: boolean; // every read settled (or, cancelled, finished): the slab is no longer written
+  onDone: (() => void) | null; // #drain waiting for this batch's reads
   error: Error | null;
   t0: number;
 }
@@ -264,7 +265,7 @@ export class Loader implements AsyncIterable<Batch> {
   #held = 0;
   #peak = 0;
   #reading = 0; // pieces of batches being read: kept within the engine's maxInflight
-  #ctl = controller(); // cancels this loader's reads (every read listens: no listener limit)
+  #ctl = controller(); // cancels this loader's reads (one listener per batch being read)
   #signal: AbortSignal | undefined;
   #onAbort: (() => void) | null = null;
   #failure: Error | null = null; // fails the iteration at the next step
@@ -367,10 +368,14 @@ export class Loader implements AsyncIterable<Batch> {
 
   /** Sample number at position `pos` of the current epoch's order (positions past n wrap). */
   sampleAt(pos: number): number {
-    const n = this.dataset.size;
     if (!Number.isSafeInteger(pos) || pos < 0) throw new RangeError(`pos must be a non-negative integer, got ${describe(pos)}`);
-    if (n === 0) throw new RangeError('the dataset has no samples');
-    const p = pos % n;
+    if (this.dataset.size === 0) throw new RangeError('the dataset has no samples');
+    return this.#at(pos);
+  }
+
+  // sampleAt() without the checks: `pos` is a plan position of a non-empty dataset.
+  #at(pos: number): number {
+    const p = pos % this.dataset.size;
     return this.#perm ? this.#perm.at(p) : p;
   }
 
@@ -467,7 +472,7 @@ export class Loader implements AsyncIterable<Batch> {
     const ids: number[] = [];
     let pad = 0;
     for (let k = 0; k < count; k++) {
-      const id = this.sampleAt(start + k);
+      const id = this.#at(start + k);
       if (this.#skipped.has(id)) continue;
       ids.push(id);
       if (k >= count - padded) pad++;
@@ -524,7 +529,7 @@ export class Loader implements AsyncIterable<Batch> {
     const slab = this.#engine.alloc(st.bytes);
     const p: Pending = {
       g: st.g, epoch: this.#epoch, ids: st.ids, padded: st.padded, starts: st.starts, slab, bytes: st.bytes, st,
-      bad: null, done: false, error: null, t0: performance.now(),
+      bad: null, done: false, onDone: null, error: null, t0: performance.now(),
     };
     this.#queue.push(p);
     this.#held += st.bytes;
@@ -546,6 +551,7 @@ export class Loader implements AsyncIterable<Batch> {
   // skip or fail bad samples, and wake the consumer.
   #complete(p: Pending, cancelled: Error | null): void {
     p.done = true;
+    p.onDone?.();
     this.#reading -= p.st.gather.n;
     if (cancelled || p.error) {
       this.#wakeFor(p);
@@ -641,16 +647,11 @@ export class Loader implements AsyncIterable<Batch> {
     this.#staged = null;
     const pending = this.#queue.splice(0);
     this.#held = 0;
-    if (pending.some((p) => !p.done)) {
+    const reading = pending.filter((p) => !p.done);
+    if (reading.length > 0) {
       this.#ctl.abort();
       this.#ctl = controller();
-      await new Promise<void>((resolve) => {
-        const check = (): void => {
-          if (pending.every((p) => p.done)) resolve();
-          else setImmediate(check);
-        };
-        check();
-      });
+      await Promise.all(reading.map((p) => new Promise<void>((resolve) => (p.onDone = resolve))));
     }
     for (const p of pending) p.slab.release();
   }
