@@ -14,6 +14,11 @@ export interface NativeIov {
   view(): ArrayBuffer | SharedArrayBuffer;
   unlink(): void;
   destroy(): void;
+  /** binding.Iov only: an ArrayBuffer over [byteOffset, byteOffset + length) that queues
+   * (start, units, gen) for reap() when it is garbage collected. */
+  slice?(byteOffset: number, length: number, start: number, units: number, gen: number): ArrayBuffer;
+  /** binding.Iov only: move up to out.length / 3 queued (start, units, gen) triples into `out`. */
+  reap?(out: Int32Array): number;
 }
 /** @internal */
 export interface NativeIor {
@@ -57,7 +62,7 @@ interface Binding {
   iorSize(entries: number): number;
   agentStats(): AgentStats;
   version(): string;
-  adjustExternalMemory(delta: number): number;
+  collectGarbage(full: boolean, keepFlag: boolean): void;
   allocBuffer(length: number): Buffer | null;
   Service: new (dir: string, threads: number, executor: string, maxClients: number,
     log: (level: number, json: string) => void) => { stop(): void; stats(): import('./service').ServiceStats };

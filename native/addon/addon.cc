@@ -3,12 +3,14 @@
 // state whose cleanup hook destroys whatever JS left open.
 #include <napi.h>
 #include <sys/mman.h>
+#include <v8.h>
 
 #include <cerrno>
 #include <cstring>
 #include <ctime>
 #include <algorithm>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <vector>
 
@@ -17,6 +19,17 @@
 #include "usrbio_ext.h"
 
 namespace usrbio_addon {
+
+// A V8 handle as a napi_value: Node's napi_value is the Local's pointer (what its own
+// v8impl::JsValueFromV8LocalValue does). Only for values made in the current handle scope.
+template <class T>
+napi_value to_napi(v8::Local<T> v) {
+  static_assert(sizeof(v8::Local<v8::Value>) == sizeof(napi_value));
+  v8::Local<v8::Value> value = v;
+  napi_value out;
+  memcpy(&out, &value, sizeof out);
+  return out;
+}
 
 // Marks objects made by the Iov constructor, so that Ior.prep never treats another object as one.
 constexpr napi_type_tag kIovTag = {0x75737262696f2d69ull, 0x6f762d7461672d31ull};
@@ -35,14 +48,55 @@ Napi::Error errno_error(Napi::Env env, int e, const char *fn) {
 // holds never points at unmapped memory.
 struct IovHold {
   hf3fs_iov iov{};
+  // What the garbage collector gave back: (start, units, gen) of each collected slice, in the
+  // order collected, until Iov.reap takes them. Finalizers push on the JS thread; the lock
+  // covers a runtime that runs them elsewhere.
+  std::mutex freed_mu;
+  std::vector<int32_t> freed;
   IovHold() = default;
   IovHold(const IovHold &) = delete;
   ~IovHold() { hf3fs_iovdestroy(&iov); }
 };
 
+// One Iov.slice ArrayBuffer not yet collected. The ArrayBuffer is not reported to V8 as external
+// memory (its backing store has the empty deleter: the iov owns the memory), so dropped views
+// never force mark-compacts; a weak handle tells us when the collector frees it, which a
+// young-generation collection does for a view that died young. Linked into its env's list, so
+// the env's cleanup frees those still alive when the env goes away.
+struct SliceRef {
+  v8::Global<v8::ArrayBuffer> ab;
+  std::shared_ptr<IovHold> hold;  // keeps the iov mapped while the ArrayBuffer can be reached
+  int32_t start, units, gen;
+  EnvState *state;
+  SliceRef *prev = nullptr, *next = nullptr;
+  void link() {
+    next = state->slices;
+    if (next) next->prev = this;
+    state->slices = this;
+  }
+  ~SliceRef() {
+    if (prev) prev->next = next;
+    else state->slices = next;
+    if (next) next->prev = prev;
+  }
+};
+
+// The weak callback of a SliceRef: its ArrayBuffer was collected (runs inside the collection).
+void slice_collected(const v8::WeakCallbackInfo<SliceRef> &info) {
+  SliceRef *r = info.GetParameter();
+  r->ab.Reset();
+  {
+    std::lock_guard<std::mutex> lock(r->hold->freed_mu);
+    r->hold->freed.insert(r->hold->freed.end(), {r->start, r->units, r->gen});
+  }
+  delete r;
+}
+
 class Iov : public Napi::ObjectWrap<Iov>, public IovMethods<Iov> {
  public:
-  static Napi::Function Define(Napi::Env env, EnvState *state) { return DefineIov(env, "Iov", state); }
+  static Napi::Function Define(Napi::Env env, EnvState *state) {
+    return DefineIov(env, "Iov", state, {InstanceMethod("slice", &Iov::Slice), InstanceMethod("reap", &Iov::Reap)});
+  }
   // new Iov(mount, size, blockSize, numa[, id]): arguments validated by the caller. With `id`
   // (a 16-byte Buffer) the iov is opened (hf3fs_iovopen), else created.
   Iov(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Iov>(info) {
@@ -94,6 +148,38 @@ class Iov : public Napi::ObjectWrap<Iov>, public IovMethods<Iov> {
     auto *keep = new std::shared_ptr<IovHold>(hold_);
     return Napi::ArrayBuffer::New(info.Env(), hold_->iov.base, hold_->iov.size,
                                   [](Napi::Env, void *, std::shared_ptr<IovHold> *k) { delete k; }, keep);
+  }
+  // slice(byteOffset, length, start, units, gen) -> an ArrayBuffer over `length` bytes of the iov
+  // at byteOffset (no copy) that keeps the iov's memory mapped while it lives. When the garbage
+  // collector frees it, (start, units, gen) is queued for reap(). The numbers are the caller's
+  // (validated by it; the range is checked here); gen lets it tell a stale entry from a live one.
+  Napi::Value Slice(const Napi::CallbackInfo &info) {
+    if (!live(info)) return info.Env().Undefined();
+    auto off = size_t(info[0].As<Napi::Number>().Int64Value());
+    auto len = size_t(info[1].As<Napi::Number>().Int64Value());
+    if (off > hold_->iov.size || len > hold_->iov.size - off) return outside(info);
+    v8::Isolate *isolate = v8::Isolate::GetCurrent();
+    auto store = v8::ArrayBuffer::NewBackingStore(hold_->iov.base + off, len, v8::BackingStore::EmptyDeleter, nullptr);
+    v8::Local<v8::ArrayBuffer> ab = v8::ArrayBuffer::New(isolate, std::move(store));
+    auto *r = new SliceRef{v8::Global<v8::ArrayBuffer>(isolate, ab), hold_, info[2].As<Napi::Number>().Int32Value(),
+                           info[3].As<Napi::Number>().Int32Value(), info[4].As<Napi::Number>().Int32Value(), state_};
+    r->link();
+    r->ab.SetWeak(r, slice_collected, v8::WeakCallbackType::kParameter);
+    return Napi::Value(info.Env(), to_napi(ab));
+  }
+  // reap(out: Int32Array) -> how many (start, units, gen) triples of collected slices were moved
+  // into `out` (at most out.length / 3; the rest wait for the next call), oldest first.
+  Napi::Value Reap(const Napi::CallbackInfo &info) {
+    auto out = info[0].As<Napi::Int32Array>();
+    size_t n = 0;
+    if (hold_) {
+      std::lock_guard<std::mutex> lock(hold_->freed_mu);
+      auto &f = hold_->freed;
+      n = std::min(f.size() / 3, out.ElementLength() / 3);
+      std::copy(f.begin(), f.begin() + n * 3, out.Data());
+      f.erase(f.begin(), f.begin() + n * 3);
+    }
+    return Napi::Number::New(info.Env(), double(n));
   }
 
  private:
@@ -228,6 +314,7 @@ hf3fs_ior *unwrap_ior(const Napi::Value &v) {
 
 void EnvState::Cleanup(void *p) {
   auto *s = static_cast<EnvState *>(p);
+  while (s->slices) delete s->slices;  // ArrayBuffers that outlive the env never reach JS again
   // Pumps and rings first: their I/O may target the iovs.
   for (Owned *o : std::set<Owned *>(s->owned)) o->release();
   for (Ior *r : std::set<Ior *>(s->iors)) r->release();
@@ -258,14 +345,6 @@ Napi::Value AgentStats(const Napi::CallbackInfo &info) {
   return o;
 }
 
-// adjustExternalMemory(deltaBytes) -> V8's new external total. Tells the garbage collector about
-// iov memory that JS views hold (positive when handed out, negative when given back), so that
-// dropped views are collected as promptly as ordinary Buffers of the same size.
-Napi::Value AdjustExternalMemory(const Napi::CallbackInfo &info) {
-  int64_t delta = info[0].As<Napi::Number>().Int64Value();
-  return Napi::Number::New(info.Env(), double(Napi::MemoryManagement::AdjustExternalMemory(info.Env(), delta)));
-}
-
 constexpr size_t kHugePage = size_t(2) << 20;
 
 void FreeResultBuffer(Napi::Env env, uint8_t *data, size_t *mapped) {
@@ -289,6 +368,20 @@ Napi::Value AllocBuffer(const Napi::CallbackInfo &info) {
   return Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t *>(p), len, FreeResultBuffer, new size_t(mapped));
 }
 
+// collectGarbage(full) -> undefined. Asks V8 for a young-generation collection (full: a full
+// one), synchronously: the cheap way to get dropped views back when the view region runs short,
+// since V8 does not know what they hold. V8 allows this only with --expose-gc, so the flag is on
+// for the call; it is turned off again unless it was on before (keepFlag).
+Napi::Value CollectGarbage(const Napi::CallbackInfo &info) {
+  bool full = info[0].As<Napi::Boolean>().Value();
+  bool keep = info[1].As<Napi::Boolean>().Value();
+  v8::V8::SetFlagsFromString("--expose-gc");
+  v8::Isolate::GetCurrent()->RequestGarbageCollectionForTesting(full ? v8::Isolate::kFullGarbageCollection
+                                                                     : v8::Isolate::kMinorGarbageCollection);
+  if (!keep) v8::V8::SetFlagsFromString("--no-expose-gc");
+  return info.Env().Undefined();
+}
+
 Napi::Value Version(const Napi::CallbackInfo &info) { return Napi::String::New(info.Env(), usrbio_version()); }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -302,7 +395,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("agentStats", Napi::Function::New(env, AgentStats, "agentStats"));
   exports.Set("version", Napi::Function::New(env, Version, "version"));
   exports.Set("allocBuffer", Napi::Function::New(env, AllocBuffer, "allocBuffer"));
-  exports.Set("adjustExternalMemory", Napi::Function::New(env, AdjustExternalMemory, "adjustExternalMemory"));
+  exports.Set("collectGarbage", Napi::Function::New(env, CollectGarbage, "collectGarbage"));
   RegisterPump(env, exports, state);
   RegisterLowLevel(env, exports, state);
   RegisterService(env, exports, state);

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <ctime>
 #include <set>
+#include <vector>
 
 #include "hf3fs_usrbio.h"
 
@@ -23,7 +24,9 @@ struct Owned {
 // Per-environment state: every live Iov/Ior/Owned of this env, released when the env goes away
 // (worker exit, process exit) if JS did not do it first. Owned objects go first, then rings,
 // then iovs.
+struct SliceRef;
 struct EnvState {
+  SliceRef *slices = nullptr;  // Iov.slice ArrayBuffers not yet collected (a list; see addon.cc)
   std::set<Owned *> owned;
   std::set<Iov *> iovs;  // wrappers still holding an iov
   std::set<Ior *> iors;  // wrappers still holding a ring
@@ -68,18 +71,20 @@ void set_agent_counts(Napi::Object o, const S &s) {
 template <class D>
 class IovMethods {
  public:
-  static Napi::Function DefineIov(Napi::Env env, const char *name, EnvState *state) {
-    return Napi::ObjectWrap<D>::DefineClass(
-        env, name,
-        {Napi::ObjectWrap<D>::InstanceMethod("destroy", &D::Destroy),
-         Napi::ObjectWrap<D>::InstanceMethod("copyOut", &D::CopyOut),
-         Napi::ObjectWrap<D>::InstanceMethod("copyIn", &D::CopyIn),
-         Napi::ObjectWrap<D>::InstanceMethod("view", &D::View),
-         Napi::ObjectWrap<D>::InstanceMethod("unlink", &D::Unlink),
-         Napi::ObjectWrap<D>::InstanceAccessor("id", &D::Id, nullptr),
-         Napi::ObjectWrap<D>::InstanceAccessor("size", &D::Size, nullptr),
-         Napi::ObjectWrap<D>::InstanceAccessor("blockSize", &D::BlockSize, nullptr)},
-        state);
+  // `extra`: methods only D has, added to the shared ones.
+  static Napi::Function DefineIov(Napi::Env env, const char *name, EnvState *state,
+                                  std::vector<typename Napi::ObjectWrap<D>::PropertyDescriptor> extra = {}) {
+    std::vector<typename Napi::ObjectWrap<D>::PropertyDescriptor> props = {
+        Napi::ObjectWrap<D>::InstanceMethod("destroy", &D::Destroy),
+        Napi::ObjectWrap<D>::InstanceMethod("copyOut", &D::CopyOut),
+        Napi::ObjectWrap<D>::InstanceMethod("copyIn", &D::CopyIn),
+        Napi::ObjectWrap<D>::InstanceMethod("view", &D::View),
+        Napi::ObjectWrap<D>::InstanceMethod("unlink", &D::Unlink),
+        Napi::ObjectWrap<D>::InstanceAccessor("id", &D::Id, nullptr),
+        Napi::ObjectWrap<D>::InstanceAccessor("size", &D::Size, nullptr),
+        Napi::ObjectWrap<D>::InstanceAccessor("blockSize", &D::BlockSize, nullptr)};
+    props.insert(props.end(), extra.begin(), extra.end());
+    return Napi::ObjectWrap<D>::DefineClass(env, name, props, state);
   }
   Napi::Value Destroy(const Napi::CallbackInfo &info) {
     self()->release();

@@ -4,42 +4,45 @@
 
 /** What a view returns its space to. */
 export interface ViewOwner {
-  /** Give back `units` units at `start`; called exactly once per owning view. */
+  /** Give back `units` units at `start` now (release()); called at most once per owning view. */
   releaseSpace(start: number, units: number): void;
 }
 
-const registry = new FinalizationRegistry<{ owner: ViewOwner; start: number; units: number }>((h) =>
-  h.owner.releaseSpace(h.start, h.units),
-);
-
 /**
  * A Buffer (Buffer.isBuffer() is true) over shared memory of an engine's iov. The bytes stay
- * valid until release(); afterwards the space is reused by later requests. Slices and subarrays
- * keep their parent alive, so garbage collection never frees space a slice still shows.
+ * valid until release(); afterwards the space is reused by later requests. An owning view has an
+ * ArrayBuffer of its own over its part of the iov (Iov.slice): when the garbage collector frees
+ * that ArrayBuffer, native code queues the space for the engine to take back, which happens at
+ * the young-generation collections that free ordinary Buffers too. Slices and subarrays share the
+ * ArrayBuffer, so the space cannot come back while one of them lives.
  */
 export class IovView extends Uint8Array {
-  #owner: ViewOwner | null = null; // null: does not own space (a slice, or released)
+  #owner: ViewOwner | null = null; // null: does not own space (a slice, a copy, or released)
   #start = 0;
-  #units = 0;
-  #token: object | null = null;
-  #parent: IovView | null = null; // keeps the owning view alive for slices
+  #units = 0; // > 0 for a view that owned space (kept after release)
+  #parent: IovView | null = null; // the owning view, for slices
 
-  /** @internal Make an owning view of `length` bytes at `byteOffset` of `buffer`. */
-  static own(owner: ViewOwner, buffer: ArrayBuffer, byteOffset: number, length: number, start: number,
-    units: number): IovBuffer {
-    const v = new IovView(buffer, byteOffset, length);
+  /** @internal An owning view of all of `buffer` (an Iov.slice of `units` units at `start`). */
+  static own(owner: ViewOwner, buffer: ArrayBuffer, start: number, units: number): IovBuffer {
+    const v = new IovView(buffer);
     v.#owner = owner;
     v.#start = start;
     v.#units = units;
-    const token = { owner, start, units };
-    v.#token = token;
-    registry.register(v, token, token);
     return v as unknown as IovBuffer;
   }
 
   /** @internal A view over ordinary memory (owns no iov space; release() does nothing). */
   static plain(buffer: ArrayBuffer, byteOffset: number, length: number): IovBuffer {
     return new IovView(buffer, byteOffset, length) as unknown as IovBuffer;
+  }
+
+  /** @internal The owner and iov offset of this view's first byte, if it is iov memory not yet
+   * released: where a write from it, or a read into it, can go without a copy. */
+  static iovOffset(v: Uint8Array, owner: ViewOwner, unit: number): number {
+    if (!(v instanceof IovView)) return -1;
+    const o = v.#parent ?? v;
+    if (o.#owner !== owner) return -1;
+    return o.#start * unit + v.byteOffset;
   }
 
   /** True while this view (or, for a slice, its parent) holds engine iov memory: such a view can
@@ -52,7 +55,7 @@ export class IovView extends Uint8Array {
   /** True once this view (or, for a slice, its parent) has been released. */
   get released(): boolean {
     if (this.#parent) return this.#parent.released;
-    return this.#token === null && this.#units !== 0;
+    return this.#owner === null && this.#units !== 0;
   }
 
   /** Give the space back to the engine now. Idempotent; a slice releases nothing. */
@@ -60,8 +63,6 @@ export class IovView extends Uint8Array {
     const owner = this.#owner;
     if (!owner) return;
     this.#owner = null;
-    registry.unregister(this.#token!);
-    this.#token = null;
     owner.releaseSpace(this.#start, this.#units);
   }
 

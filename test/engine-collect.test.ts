@@ -1,0 +1,108 @@
+// Dropped views come back through garbage collection: each view has an ArrayBuffer of its own
+// whose collection the addon reports; the engine asks V8 for a collection when views hold much,
+// takes the reports back in batches, and never frees the space of a released view twice.
+import t from 'tap';
+import { runInNewContext } from 'node:vm';
+import { setFlagsFromString } from 'node:v8';
+import { createEngine, type IovBuffer } from '../src/index';
+import { dataFile } from './fixtures/engine';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+// Runs first, before any test turns --expose-gc on: the engine collects by itself.
+t.test('dropped views come back without release() or --expose-gc; every result stays a view', async (t) => {
+  const f = dataFile(t, 4 * MiB);
+  const e = createEngine({ iovBytes: 16 * MiB, viewBytes: 8 * MiB });
+  t.teardown(() => e.close());
+  let views = 0;
+  for (let i = 0; i < 200; i++) {
+    const off = ((i * 7) % 16) * 256 * KiB;
+    const b = await e.read(f.fd, off, 256 * KiB);
+    if (!b.equals(f.data.subarray(off, off + 256 * KiB))) t.fail(`read ${i}: wrong bytes`);
+    if (b.zeroCopy) views++;
+  }
+  t.equal(views, 200, 'all 200 results were views: 50 MiB through an 8 MiB view region');
+  const s = e.stats();
+  t.equal(s.copiedResults, 0);
+  t.ok(s.collections >= 6 && s.collections <= 100, `collections ${s.collections}`);
+  t.ok(s.viewHeldBytes <= 3 * MiB, `held ${s.viewHeldBytes}`);
+  t.equal(runInNewContext('typeof gc'), 'undefined', 'the engine left --expose-gc off');
+});
+
+t.test('views held across collections, then dropped, come back by a full collection', async (t) => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as (o?: { type: string }) => void;
+  const f = dataFile(t, 4 * MiB);
+  const e = createEngine({ iovBytes: 4 * MiB, viewBytes: 2 * MiB });
+  t.teardown(() => e.close());
+  let held: IovBuffer[] = await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map((i) => e.read(f.fd, i * 256 * KiB, 256 * KiB)));
+  t.equal(held.filter((b) => b.zeroCopy).length, 8, 'the view region is full');
+  gc({ type: 'minor' });
+  gc({ type: 'minor' }); // the views are old now: a young collection cannot free them
+  held = [];
+  t.equal(held.length, 0);
+  const before = e.stats().collections;
+  let last: IovBuffer | null = null;
+  let copies = 0;
+  for (let i = 0; i < 40; i++) {
+    last = await e.read(f.fd, (i % 16) * 256 * KiB, 256 * KiB);
+    if (!last.equals(f.data.subarray((i % 16) * 256 * KiB, (i % 16 + 1) * 256 * KiB))) t.fail(`read ${i}: wrong bytes`);
+    if (!last.zeroCopy) copies++;
+  }
+  t.ok(copies > 0 && copies < 40, `copies while the old views were not yet collected: ${copies}`);
+  t.equal(last!.zeroCopy, true, 'views again once a full collection took the old ones back');
+  t.ok(e.stats().collections - before >= 2, 'young, then full');
+});
+
+t.test('a released view that is collected later does not give its space back twice', async (t) => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const f = dataFile(t, MiB);
+  const e = createEngine({ iovBytes: 2 * MiB, viewBytes: MiB });
+  t.teardown(() => e.close());
+  let v: IovBuffer | null = await e.read(f.fd, 0, 256 * KiB);
+  t.equal(v.zeroCopy, true);
+  v.release();
+  t.equal(e.stats().viewHeldBytes, 0);
+  const a = e.alloc(256 * KiB); // the same space, most likely; held either way
+  t.equal(a.zeroCopy, true);
+  t.equal(v.length, 256 * KiB);
+  v = null;
+  gc();
+  await tick();
+  t.equal(e.stats().viewHeldBytes, 256 * KiB, 'still held by the alloc() buffer');
+  a.release();
+  t.equal(e.stats().viewHeldBytes, 0);
+  t.equal(e.stats().iovFreeBytes, 2 * MiB);
+});
+
+t.test('hundreds of collected views are taken back in one look', async (t) => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const e = createEngine({ iovBytes: 32 * MiB, viewBytes: 16 * MiB }); // collects from 4 MiB held
+  t.teardown(() => e.close());
+  for (let i = 0; i < 300; i++) e.alloc(4096).fill(i & 255); // dropped at once
+  t.equal(e.stats().viewHeldBytes, 300 * 4096, 'the engine has not looked yet');
+  gc();
+  await tick();
+  t.equal(e.stats().viewHeldBytes, 0, 'all 300 back (more than one reap batch)');
+});
+
+t.test('a read waiting for space gets it when held views are dropped', async (t) => {
+  const f = dataFile(t, MiB);
+  const e = createEngine({ iovBytes: MiB, viewBytes: MiB, copyMaxBytes: 0, spaceWaitMs: 5000 });
+  t.teardown(() => e.close());
+  let held: IovBuffer[] | null = await Promise.all([0, 1, 2, 3].map((i) => e.read(f.fd, i * 256 * KiB, 256 * KiB)));
+  t.equal(e.stats().viewHeldBytes, MiB, 'the iov is full');
+  const t0 = Date.now();
+  const p = e.read(f.fd, 0, 256 * KiB);
+  await tick();
+  t.equal(e.stats().queued, 1, 'the read waits for space');
+  held.length = 0;
+  held = null;
+  const b = await p;
+  t.ok(b.equals(f.data.subarray(0, 256 * KiB)));
+  t.ok(Date.now() - t0 < 4000, 'served well before spaceWaitMs');
+});
