@@ -12,8 +12,8 @@ const { parseArgs, USAGE } = require('./lib/cli');
 const { IMPLS, BARS, scenarios, select } = require('./lib/scenarios');
 const { Workspace, warm, defaultParent } = require('./lib/files');
 const { fioVersion, fioArgs, parseFio } = require('./lib/fio');
-const { summarizeRuns, rate, evaluateBars } = require('./lib/results');
-const { textTable, barLines } = require('./lib/format');
+const { summarizeRuns, rate, evaluateBars, checkBars } = require('./lib/results');
+const { textTable, barLines, checkLines } = require('./lib/format');
 const { chart } = require('./lib/svg');
 const { writeDocs } = require('./lib/docs');
 const { machine } = require('./lib/machine');
@@ -182,7 +182,8 @@ async function main() {
     process.stdout.write(`wrote ${path.relative(process.cwd(), md)}, docs/benchmarks.svg and docs/benchmarks.json from ${o.report}\n`);
     return 0;
   }
-  const list = select(scenarios(), o.only);
+  const only = o.only || (o.check ? [...new Set(BARS.map((b) => b.scenario))].join(',') : null);
+  const list = select(scenarios(), only);
   const fio = o.fio ? fioVersion() : null;
   const fioNote = o.fio ? 'fio not installed' : '--no-fio';
   const started = Date.now();
@@ -245,22 +246,22 @@ async function main() {
     process.stderr.write(`wrote ${path.relative(process.cwd(), md)}, docs/benchmarks.svg and docs/benchmarks.json\n`);
   }
   // the data loader against a plain fs.promises loader (bench/loader.js), in full runs
-  let loaderMissed = false;
-  if (!o.quick && !o.only) {
+  if (!o.quick && !o.only && !o.check) {
     const args = [path.join(__dirname, 'loader.js'), ...(o.docs ? ['--docs'] : []), ...(o.dir ? ['--dir', o.dir] : [])];
     const r = require('node:child_process').spawnSync(process.execPath, args, { stdio: ['ignore', o.json ? 2 : 1, 2] });
     if (r.status === 2 || r.status === null) throw new Error(`bench/loader.js failed (${r.signal || r.status})`);
-    loaderMissed = r.status === 1;
   }
   if (o.check) {
-    if (loaderMissed) process.stderr.write('bench:check: a data loader bar was missed (see above)\n');
-    const missed = report.bars.filter((b) => !b.pass);
-    if (missed.length) {
-      process.stderr.write(`bench:check: ${missed.length} bar${missed.length > 1 ? 's' : ''} missed:\n${barLines(missed).join('\n')}\n`);
+    const refPath = path.join(ROOT, 'docs', 'benchmarks.json');
+    const reference = fs.existsSync(refPath) ? JSON.parse(fs.readFileSync(refPath, 'utf8')).bars || [] : [];
+    const verdict = checkBars(report.bars, reference);
+    process.stderr.write(`bench:check against ${fs.existsSync(refPath) ? 'docs/benchmarks.json' : 'no reference'}:\n${checkLines(verdict.bars).join('\n')}\n`);
+    const regressed = verdict.bars.filter((b) => b.status === 'regressed').length;
+    if (regressed) {
+      process.stderr.write(`bench:check: ${regressed} bar${regressed > 1 ? 's' : ''} regressed\n`);
       return 1;
     }
-    if (loaderMissed) return 1;
-    process.stderr.write('bench:check: every bar met\n');
+    process.stderr.write('bench:check: no bar regressed\n');
   }
   return 0;
 }

@@ -123,3 +123,28 @@ test('fio command lines', async () => {
   assert.deepEqual(run, { ops: 10, bytes: 40960, seconds: 0.5, iops: 20, bw: 81920, lat: { p50: 1, p99: 2, p999: 3 } });
   assert.throws(() => fio.parseFio('error', 'read'), /fio printed no JSON/);
 });
+
+test('bench:check: noise within the measured spread passes, known misses pass, regressions fail', async () => {
+  const bar = (id, ratio, min, spread) => ({ id, text: id, min, ratio, pass: ratio !== null && ratio >= min, spread });
+  const reference = [{ id: 'a', pass: true }, { id: 'b', pass: true }, { id: 'c', pass: false }, { id: 'd', pass: true }];
+  const v = results.checkBars([
+    bar('a', 1.2, 1, 0.05), // met
+    bar('b', 0.93, 1, 0.1), // 7% under, spread 10%: noise
+    bar('c', 0.5, 1, 0.02), // missed, as in the reference
+    bar('d', 0.85, 1, 0.1), // 15% under with 10% spread: regressed
+    bar('e', 0.5, 1, 0.9), // no reference entry; the tolerance is capped at MAX_TOLERANCE
+    bar('f', null, 1, undefined),
+  ], reference);
+  assert.deepEqual(v.bars.map((b) => b.status), ['met', 'noise', 'known', 'regressed', 'regressed', 'unmeasured']);
+  assert.equal(v.bars[4].tolerance, results.MAX_TOLERANCE);
+  assert.equal(v.bars[5].tolerance, 0);
+  assert.equal(v.ok, false);
+  assert.equal(results.checkBars([bar('b', 0.93, 1, 0.1), bar('c', 0.5, 1, 0)], reference).ok, true);
+  assert.match(format.checkLines(v.bars)[1], /^NOISE +0\.93x \(bar >= 1x, tolerance 10%\)  b$/);
+});
+
+test('bench:check defaults: 3 rounds of 2 windows of 1 s', async () => {
+  const o = cli.parseArgs(['--check']);
+  assert.deepEqual([o.seconds, o.runs, o.rounds, o.warmup, o.check], [1, 2, 3, 0.3, true]);
+  assert.equal(cli.parseArgs(['--check', '--rounds', '1']).rounds, 1);
+});

@@ -60,6 +60,11 @@ function textTable(report) {
   return lines.join('\n');
 }
 
+/** bench:check's lines: each bar's status (see results.checkBars), ratio, tolerance and text. */
+function checkLines(bars) {
+  return bars.map((b) => `${b.status.toUpperCase().padEnd(10)} ${b.ratio === null ? 'n/a' : `${b.ratio.toFixed(2)}x`} (bar >= ${b.min}x, tolerance ${(b.tolerance * 100).toFixed(0)}%)  ${b.text}${b.note ? ` (${b.note})` : ''}`);
+}
+
 function barLines(bars) {
   return bars.map((b) => `${b.pass ? 'PASS' : 'MISS'}  ${b.ratio === null ? 'n/a' : `${b.ratio.toFixed(2)}x`} (bar >= ${b.min}x)  ${b.text}${b.numImpl && b.numImpl !== b.text ? ` [${b.numImpl}]` : ''}${b.note ? ` (${b.note})` : ''}`);
 }
@@ -88,4 +93,4 @@ function markdownBars(bars) {
   return lines.join('\n');
 }
 
-module.exports = { fmtValue, fmtRatio, rows, textTable, barLines, markdownTable, markdownBars };
+module.exports = { fmtValue, fmtRatio, rows, textTable, barLines, checkLines, markdownTable, markdownBars };

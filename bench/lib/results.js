@@ -55,6 +55,7 @@ function evaluateBars(bars, scenarios) {
     const out = { id: bar.id, text: bar.text, scenario: bar.scenario, min: bar.min, den: bar.den, ratio: null, pass: false, numImpl: null };
     if (!s) return { ...out, note: 'scenario not run' };
     const stat = (r) => (bar.stat === 'p50' ? r.lat && r.lat.p50 && r.lat.p50.median : r.summary && r.summary.median);
+    const spreadOf = (r) => (bar.stat === 'p50' ? r.lat.p50.spread : r.summary.spread);
     const den = s.results.find((r) => r.impl === bar.den);
     if (!den || !stat(den)) return { ...out, note: `${bar.den} not measured${den && den.skipped ? ` (${den.skipped})` : ''}` };
     const lower = bar.stat === 'p50' || s.lowerIsBetter;
@@ -65,8 +66,35 @@ function evaluateBars(bars, scenarios) {
     }
     if (!num) return { ...out, note: `${bar.num.join('/')} not measured` };
     const ratio = ratioOf(lower, stat(num), stat(den));
-    return { ...out, numImpl: num.impl, ratio, pass: ratio !== null && ratio >= bar.min };
+    // the ratio's own noise: the spreads of its two medians added
+    return { ...out, numImpl: num.impl, ratio, pass: ratio !== null && ratio >= bar.min, spread: spreadOf(num) + spreadOf(den) };
   });
 }
 
-module.exports = { runValue, summarizeRuns, rate, evaluateBars };
+/** At most this much below a bar is put down to noise, however noisy the run. */
+const MAX_TOLERANCE = 0.2;
+
+/**
+ * The verdict of bench:check on evaluated `bars`, against `reference` bars (those of the last
+ * documented run, docs/benchmarks.json; [] for none). Each bar gets a status: 'met'; 'noise'
+ * (below the bar by less than its tolerance, the ratio's measured spread capped at
+ * MAX_TOLERANCE); 'known' (missed, as it was in the reference run); 'regressed' (missed by more
+ * than the tolerance although the reference met it, or has no entry for it); 'unmeasured'
+ * (no ratio). The check fails on 'regressed' only.
+ */
+function checkBars(bars, reference) {
+  const out = bars.map((b) => {
+    const tolerance = Math.min(MAX_TOLERANCE, b.spread || 0);
+    const ref = reference.find((r) => r.id === b.id);
+    let status;
+    if (b.ratio === null) status = 'unmeasured';
+    else if (b.ratio >= b.min) status = 'met';
+    else if (b.ratio >= b.min * (1 - tolerance)) status = 'noise';
+    else if (ref && !ref.pass) status = 'known';
+    else status = 'regressed';
+    return { ...b, tolerance, status };
+  });
+  return { bars: out, ok: !out.some((b) => b.status === 'regressed') };
+}
+
+module.exports = { runValue, summarizeRuns, rate, evaluateBars, checkBars, MAX_TOLERANCE };
