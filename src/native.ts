@@ -55,6 +55,7 @@ interface Binding {
     iovSize: number) => NativePump;
   pull(channelId: number): number;
   fdInfo(fd: number, out: Float64Array): number;
+  readNow(fd: number, buf: Uint8Array, at: number, length: number, offset: number): number;
   Ior: new (mount: string, entries: number, forRead: boolean, ioDepth: number, timeoutMs: number, numa: number,
     flags: number) => NativeIor;
   regFd(fd: number): number;

@@ -106,3 +106,20 @@ t.test('a read waiting for space gets it when held views are dropped', async (t)
   t.ok(b.equals(f.data.subarray(0, 256 * KiB)));
   t.ok(Date.now() - t0 < 4000, 'served well before spaceWaitMs');
 });
+
+t.test('an allocation that finds the region full takes back views collected meanwhile', async (t) => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const e = createEngine({ iovBytes: 4 * MiB, viewBytes: 2 * MiB });
+  t.teardown(() => e.close());
+  let a: IovBuffer | null = e.alloc(MiB);
+  const b = e.alloc(MiB); // asks for a collection (half the region held), which takes nothing back
+  const n = e.stats().collections;
+  t.equal(a.zeroCopy && b.zeroCopy, true, 'the region is full');
+  a = null;
+  gc();
+  const c = e.alloc(4096); // below the collection gate: no collection, but a's space is queued
+  t.equal(c.zeroCopy, true, 'a view: the full region took back the collected one');
+  t.equal(e.stats().collections, n, 'without asking for a collection');
+  t.equal(e.stats().viewHeldBytes, MiB + 4096);
+});

@@ -142,7 +142,7 @@ t.test('a closed engine rejects new requests', async (t) => {
 
 t.test('bounded queue: beyond maxQueued requests fail with EAGAIN', async (t) => {
   const f = dataFile(t, MiB);
-  const e = createEngine({ iovBytes: 64 * 1024, maxInflight: 2, maxQueued: 3, ringEntries: 2 });
+  const e = createEngine({ iovBytes: 64 * 1024, maxInflight: 2, maxQueued: 3, ringEntries: 2, inlineBytes: 0 });
   const ps = Array.from({ length: 8 }, (_, i) => e.read(f.fd, i * 4096, 4096).then((v) => {
     const ok = Buffer.compare(v, f.data.subarray(i * 4096, i * 4096 + 4096)) === 0;
     v.release();

@@ -135,10 +135,13 @@ t.test('files under a directory that `usrbio serve` serves go to that directory\
   t.equal(mountOf(fd), dir, 'the served directory, found from the file\'s path');
   {
     using v = await usrbio.read(fd, 5, 1000);
-    t.ok(Buffer.from(v).equals(readFileSync(path).subarray(5, 1005)), 'bytes through the service');
+    t.ok(Buffer.from(v).equals(readFileSync(path).subarray(5, 1005)), 'bytes from the page cache');
+    using w = await usrbio.read(fd, 5, 70000); // above copyMaxBytes: never inline
+    t.ok(Buffer.from(w).equals(readFileSync(path).subarray(5)), 'bytes through the service');
   }
-  t.equal(serviceStats(dir)?.ios, 1, 'the service executed the read');
-  t.equal(usrbio.engineFor(dir).stats().completed, 1);
+  t.equal(usrbio.engineFor(dir).stats().inlineReads, 1, 'the small read was served inline');
+  t.equal(serviceStats(dir)?.ios, 1, 'the service executed the large read');
+  t.equal(usrbio.engineFor(dir).stats().completed, 2);
 
   // A socket where a service for another directory would listen, answering nonsense: the lookup
   // fails, and the embedded agent serves that directory's files.

@@ -448,20 +448,20 @@ t.test('discovery: USRBIO_SERVICE=off|<socket>, the engine option, precedence', 
   process.env.USRBIO_SERVICE = 'off';
   try {
     n0 = ios();
-    const e = createEngine({ mount: data, workers: 1, iovBytes: 4 * MiB, service: 'auto' });
+    const e = createEngine({ mount: data, workers: 1, iovBytes: 4 * MiB, inlineBytes: 0, service: 'auto' });
     const v = await e.read(fd, 0, 4096);
     t.equal(v.length, 4096);
     await e.close();
     t.ok(ios() >= n0 + 1, 'service: "auto" beats USRBIO_SERVICE=off');
     n0 = ios();
-    const e2 = createEngine({ mount: other, workers: 1, iovBytes: 4 * MiB, service: s.svc.socket });
+    const e2 = createEngine({ mount: other, workers: 1, iovBytes: 4 * MiB, inlineBytes: 0, service: s.svc.socket });
     const fd2 = openSync(f2, 'r');
     await e2.read(fd2, 0, 4096);
     await e2.close();
     closeSync(fd2);
     t.ok(ios() >= n0 + 1, 'service: <socket>');
     n0 = ios();
-    const e3 = createEngine({ mount: data, workers: 1, iovBytes: 4 * MiB, service: 'off' });
+    const e3 = createEngine({ mount: data, workers: 1, iovBytes: 4 * MiB, inlineBytes: 0, service: 'off' });
     await e3.read(fd, 0, 4096);
     await e3.close();
     t.equal(ios(), n0, 'service: "off": the embedded agent');

@@ -39,7 +39,7 @@ function scenarios() {
     op: 'read', file: 'data', bs: 4 * KiB, concurrency: 1, pattern: 'random', cached: true, latency: true,
     metric: 'iops', impls: ['usrbio.read', 'usrbio.read spin=0', ...READ_ALTS],
   });
-  for (const c of [16, 64, 256]) {
+  for (const c of [4, 16, 64, 256]) {
     const diag = c === 64 ? ['usrbio.read spin=0', 'usrbio.stream spin=0'] : [];
     list.push({
       id: `rand4k-c${c}`, title: `4 KiB random reads, page-cached, concurrency ${c}`, group: '4 KiB random read',

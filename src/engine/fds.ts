@@ -8,6 +8,7 @@ interface FdRecord {
   dev: number;
   ino: number;
   accmode: number;
+  buffered: boolean; // a regular file without O_DIRECT: page-cache reads may complete inline
   users: Set<object>; // engines using the registration
   checked: number; // flush tick of the last check
 }
@@ -20,7 +21,7 @@ let ticks = 0;
 export function newTick(): number {
   return ++ticks;
 }
-const info = new Float64Array(3);
+const info = new Float64Array(4);
 
 function fdError(fd: number, errno: number, what: string): UsrbioError {
   const code = errnoName(errno);
@@ -33,7 +34,8 @@ function register(fd: number, user: object): FdRecord {
   const e = binding.regFd(fd);
   /* c8 ignore next: fdInfo accepted the fd, so only a full registration table fails here */
   if (e > 0) throw fdError(fd, e, 'registration failed');
-  const rec: FdRecord = { dev: info[0], ino: info[1], accmode: info[2], users: new Set([user]), checked: -1 };
+  const rec: FdRecord = { dev: info[0], ino: info[1], accmode: info[2], buffered: info[3] === 1, users: new Set([user]),
+    checked: -1 };
   records.set(fd, rec);
   return rec;
 }
@@ -64,6 +66,17 @@ export function useFd(fd: number, user: object, write: boolean, tick: number): v
   if (write ? rec.accmode === O_RDONLY : rec.accmode === O_WRONLY) {
     throw fdError(fd, 9, write ? 'not open for writing' : 'not open for reading');
   }
+}
+
+/** Whether reads of `fd` (registered by useFd) may try the page cache inline: a regular file
+ * without O_DIRECT whose filesystem has not refused RWF_NOWAIT. */
+export function bufferedFd(fd: number): boolean {
+  return records.get(fd)!.buffered;
+}
+
+/** Stop trying inline reads on `fd` (its filesystem refused RWF_NOWAIT). */
+export function noInline(fd: number): void {
+  records.get(fd)!.buffered = false;
 }
 
 /** Forget `fd` for `user`; deregistered when no user is left. */

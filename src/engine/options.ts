@@ -28,6 +28,11 @@ export interface EngineOptions {
   /** Results of at most this many bytes are copied into ordinary memory (cheaper than a view at
    * small sizes, and their iov space comes back at once). Default 65536. */
   copyMaxBytes?: number;
+  /** Reads of at most this many bytes (and at most copyMaxBytes) of a buffered regular file,
+   * issued while the engine has nothing in flight, first try the page cache on the calling
+   * thread (preadv2 with RWF_NOWAIT: copies cached data, never waits for the device); what is not
+   * cached goes to a ring as usual. At most 64 per event-loop turn. 0 turns this off. Default 65536. */
+  inlineBytes?: number;
   /** Requests larger than this (and larger than free view space) are split into pieces of this
    * size, all in flight at once. A multiple of 4096. Default min(4 MiB, staging space / 4). */
   pieceBytes?: number;
@@ -54,6 +59,7 @@ export type ResolvedOptions = Required<EngineOptions>;
 const KNOWN = new Set([
   'mount', 'workers', 'ringEntries', 'ioDepth', 'timeoutMs', 'numa', 'iovBytes', 'maxInflight',
   'maxInflightBytes', 'maxQueued', 'idleMs', 'service', 'viewBytes', 'copyMaxBytes', 'pieceBytes', 'spaceWaitMs',
+  'inlineBytes',
 ]);
 const MiB = 1 << 20;
 
@@ -92,9 +98,10 @@ export function resolveOptions(options: EngineOptions | undefined): ResolvedOpti
   const pieceBytes = o.pieceBytes === undefined
     ? Math.max(UNIT, Math.min(4 * MiB, Math.floor(pieceMax / 4 / UNIT) * UNIT))
     : multiple('options.pieceBytes', o.pieceBytes, UNIT, Math.floor(pieceMax / UNIT) * UNIT);
+  const inlineBytes = o.inlineBytes === undefined ? 65536 : integer('options.inlineBytes', o.inlineBytes, 0, 2 ** 31 - 1);
   const spaceWaitMs = o.spaceWaitMs === undefined ? 5000 : integer('options.spaceWaitMs', o.spaceWaitMs, 1, 2 ** 31 - 1);
   return { mount, workers, ringEntries, ioDepth, timeoutMs, numa, iovBytes, maxInflight, maxInflightBytes, maxQueued, idleMs,
-    service, viewBytes, copyMaxBytes, pieceBytes, spaceWaitMs };
+    service, viewBytes, copyMaxBytes, pieceBytes, spaceWaitMs, inlineBytes };
 }
 
 function multiple(name: string, v: unknown, min: number, max: number): number {
