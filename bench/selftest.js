@@ -148,3 +148,16 @@ test('bench:check defaults: 3 rounds of 2 windows of 1 s', async () => {
   assert.deepEqual([o.seconds, o.runs, o.rounds, o.warmup, o.check], [1, 2, 3, 0.3, true]);
   assert.equal(cli.parseArgs(['--check', '--rounds', '1']).rounds, 1);
 });
+
+test('CPU seconds per million operations: from the runs, from fio, in the tables', async () => {
+  const s = results.summarizeRuns('iops', [{ ops: 500000, seconds: 1, cpu: 1.5 }, { ops: 250000, seconds: 1, cpu: 1 }]);
+  assert.deepEqual([s.cpu.median, s.cpu.min, s.cpu.max], [3.5, 3, 4]);
+  assert.equal(results.summarizeRuns('iops', [{ ops: 5, seconds: 1 }]).cpu, undefined);
+  const job = { read: { runtime: 2000, total_ios: 1000, io_bytes: 4096000, iops: 500, bw_bytes: 2048000 }, usr_cpu: 30, sys_cpu: 20 };
+  const [run] = fio.parseFio(`noise\n${JSON.stringify({ jobs: [job] })}`, 'read');
+  assert.equal(run.cpu, 1, '50% of one CPU for 2 s');
+  const report = { scenarios: [{ ...scenario(), results: [{ impl: 'usrbio.read', family: 'usrbio', ...s }] }] };
+  assert.equal(format.rows(report)[0].cpu, '3.50');
+  assert.match(format.textTable(report), /cpu 3\.50 s\/M/);
+  assert.match(format.markdownTable(report), /\| 3\.50 \|/);
+});

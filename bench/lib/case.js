@@ -35,6 +35,7 @@ function offsets(spec, size, lane) {
 async function window(seconds, lanes, step, rec) {
   const until = performance.now() + seconds * 1000;
   let ops = 0;
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await Promise.all(Array.from({ length: lanes }, async (_, lane) => {
     do {
@@ -46,7 +47,13 @@ async function window(seconds, lanes, step, rec) {
       ops++;
     } while (performance.now() < until);
   }));
-  return { ops, seconds: (performance.now() - t0) / 1000 };
+  return { ops, seconds: (performance.now() - t0) / 1000, cpu: cpuSince(cpu0) };
+}
+
+/** CPU seconds this process (every thread: workers, agent threads) used since `cpu0`. */
+function cpuSince(cpu0) {
+  const d = process.cpuUsage(cpu0);
+  return (d.user + d.system) / 1e6;
 }
 
 /** The warm-up window and then `runs` measured ones; `bytesPer` converts ops to bytes. */
@@ -56,7 +63,7 @@ async function measure(spec, lanes, step, bytesPer) {
   for (let r = 0; r < spec.runs; r++) {
     const rec = spec.latency ? new LatencyRecorder() : null;
     const w = await window(spec.seconds, lanes, step, rec);
-    const run = { ops: w.ops, bytes: w.ops * bytesPer, seconds: w.seconds };
+    const run = { ops: w.ops, bytes: w.ops * bytesPer, seconds: w.seconds, cpu: w.cpu };
     if (rec) run.lat = rec.percentiles();
     runs.push(run);
   }
@@ -138,9 +145,10 @@ async function usrbioStream(spec, fd, size) {
     const runs = [];
     const one = async (seconds) => {
       until = performance.now() + seconds * 1000;
+      const cpu0 = process.cpuUsage();
       const t0 = performance.now();
       const ops = await step();
-      return { ops, bytes: ops * spec.bs, seconds: (performance.now() - t0) / 1000 };
+      return { ops, bytes: ops * spec.bs, seconds: (performance.now() - t0) / 1000, cpu: cpuSince(cpu0) };
     };
     if (spec.warmup > 0) await one(spec.warmup);
     for (let r = 0; r < spec.runs; r++) runs.push(await one(spec.seconds));

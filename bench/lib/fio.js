@@ -47,6 +47,8 @@ function parseJob(job, op) {
   const r = job[op === 'write' ? 'write' : 'read'];
   const seconds = r.runtime / 1000;
   const run = { ops: r.total_ios, bytes: r.io_bytes, seconds, iops: r.iops, bw: r.bw_bytes };
+  // usr_cpu / sys_cpu: percent of one CPU over the job's runtime
+  if (Number.isFinite(job.usr_cpu) && Number.isFinite(job.sys_cpu)) run.cpu = ((job.usr_cpu + job.sys_cpu) / 100) * seconds;
   const p = r.lat_ns && r.lat_ns.percentile;
   if (p) run.lat = { p50: p['50.000000'] / 1000, p99: p['99.000000'] / 1000, p999: p['99.900000'] / 1000 };
   return run;

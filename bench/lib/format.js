@@ -26,6 +26,7 @@ function rows(report) {
         spread: fmtSpread(r.summary),
         ratio: r.family === 'usrbio' ? fmtRatio(r.ratio) : s.bestAlternative && s.bestAlternative.impl === r.impl ? 'best alt.' : '',
         lat: s.latency ? (r.lat ? `${fmtUs(r.lat.p50)} / ${fmtUs(r.lat.p99)} / ${fmtUs(r.lat.p999)}` : '-') : '',
+        cpu: s.metric === 'iops' && r.cpu ? r.cpu.median.toFixed(2) : '',
         note: r.skipped || (r.error ? `failed: ${r.error.split('\n')[0]}` : ''),
       };
       out.push(row);
@@ -51,12 +52,14 @@ function textTable(report) {
     lines.push('', `${s.title} [${METRICS[s.metric].unit}, median of ${Math.max(0, ...s.results.map((r) => (r.summary ? r.summary.n : 0)))}]${s.latency ? '  latency p50 / p99 / p99.9 in µs' : ''}`);
     for (const r of all.filter((x) => x.id === s.id)) {
       const parts = [`  ${pad(r.impl, w.impl)}`, pad(r.median, w.median, true), pad(r.range, w.range, true), pad(r.spread, 5, true), pad(r.ratio, 9, true)];
+      if (r.cpu) parts.push(`  cpu ${r.cpu} s/M`);
       if (r.lat) parts.push(`  ${r.lat}`);
       if (r.note) parts.push(`  ${r.note}`);
       lines.push(parts.join(' ').trimEnd());
     }
   }
   lines.push('', 'ratio: usrbio / best alternative in the same run (for memory: best alternative / usrbio); > 1 means usrbio is better');
+  lines.push('cpu s/M: CPU seconds (all threads of the process) per million operations, median');
   return lines.join('\n');
 }
 
@@ -76,11 +79,11 @@ function mdEscape(s) {
 /** The Markdown results table. */
 function markdownTable(report) {
   const lines = [
-    '| scenario | implementation | median | min-max | spread | vs best alternative | latency p50 / p99 / p99.9 (µs) |',
-    '|---|---|---:|---:|---:|---:|---:|',
+    '| scenario | implementation | median | min-max | spread | vs best alternative | CPU s per 1M ops | latency p50 / p99 / p99.9 (µs) |',
+    '|---|---|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of rows(report)) {
-    lines.push(`| ${mdEscape(r.scenario)} (${r.unit}) | ${mdEscape(r.impl)} | ${r.median} | ${r.range} | ${r.spread} | ${r.ratio} | ${r.lat}${r.note ? ` ${mdEscape(r.note)}` : ''} |`);
+    lines.push(`| ${mdEscape(r.scenario)} (${r.unit}) | ${mdEscape(r.impl)} | ${r.median} | ${r.range} | ${r.spread} | ${r.ratio} | ${r.cpu} | ${r.lat}${r.note ? ` ${mdEscape(r.note)}` : ''} |`);
   }
   return lines.join('\n');
 }

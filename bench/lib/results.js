@@ -14,6 +14,9 @@ function runValue(metric, run) {
 /** Summary of the runs of one implementation: { summary, lat? } (lat: p50/p99/p999 summaries, µs). */
 function summarizeRuns(metric, runs) {
   const out = { summary: summarize(runs.map((r) => runValue(metric, r))) };
+  // CPU seconds per million operations (all threads of the process; fio: its job's usr + sys)
+  const withCpu = runs.filter((r) => Number.isFinite(r.cpu) && r.ops > 0);
+  if (withCpu.length) out.cpu = summarize(withCpu.map((r) => (r.cpu / r.ops) * 1e6));
   const withLat = runs.filter((r) => r.lat);
   if (withLat.length) {
     out.lat = {};
