@@ -720,14 +720,10 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     let at: number;
     const small = length <= SLAB_ITEM_MAX;
     if (small) {
-      if (this.#slabOff + length > this.#slab.byteLength) {
-        this.#slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
-        this.#slabOff = 0;
-      }
+      at = this.#slabAt(length);
       buf = this.#slab;
-      at = this.#slabOff;
     } else {
-      buf = Buffer.allocUnsafeSlow(length);
+      buf = resultBuffer(length);
       at = 0;
     }
     const n = binding.readNow(fd, buf, at, length, offset);
@@ -1381,11 +1377,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     const from = start * UNIT;
     if (n <= SLAB_ITEM_MAX) {
       if (n === 0) return IovView.plain(EMPTY.buffer, 0, 0);
-      if (this.#slabOff + n > this.#slab.byteLength) {
-        this.#slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
-        this.#slabOff = 0;
-      }
-      const at = this.#slabOff;
+      const at = this.#slabAt(n);
       this.#slab.set(this.#u8.subarray(from, from + n), at);
       this.#slabOff = (at + n + 7) & ~7;
       return IovView.plain(this.#slab.buffer as ArrayBuffer, this.#slab.byteOffset + at, n);
@@ -1393,6 +1385,16 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     const b = resultBuffer(n);
     b.set(this.#u8.subarray(from, from + n));
     return IovView.plain(b.buffer as ArrayBuffer, b.byteOffset, n);
+  }
+
+  // Where in #slab (a new one when this one has no room) `n` <= SLAB_ITEM_MAX bytes can go; the
+  // caller advances #slabOff past what it used.
+  #slabAt(n: number): number {
+    if (this.#slabOff + n > this.#slab.byteLength) {
+      this.#slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+      this.#slabOff = 0;
+    }
+    return this.#slabOff;
   }
 
   // Reject (or fail the stream completion or piece of) request `id`; it stays allocated (cancelled) until #finish.
