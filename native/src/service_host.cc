@@ -671,11 +671,7 @@ void ServiceHost::drop(int fd, const char *why) {
   auto it = clients_.find(fd);
   if (it == clients_.end()) return;
   std::unique_ptr<Client> c = std::move(it->second);
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    clients_.erase(it);
-    if (c->hello) clients_hello_--;
-  }
+  clients_.erase(it);
   epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
   size_t rings = c->rings.size(), iovs = c->iovs.size(), files = c->files.size();
   for (auto &kv : c->rings) agent_->remove_ring(kv.second, false);
@@ -687,6 +683,11 @@ void ServiceHost::drop(int fd, const char *why) {
     if (cr != created_.end() && cr->second->creator == c->owner) created_.erase(cr);
   }
   for (uint64_t h : c->files) agent_->remove_file(h);
+  // Counted out only now, so a stats() reader that sees the client gone sees its registrations gone.
+  if (c->hello) {
+    std::lock_guard<std::mutex> g(mu_);
+    clients_hello_--;
+  }
   close(fd);
   if (c->hello)
     log(2, "client-gone", "client %s; freed its rings, iovs and files\x1f\"client\":%llu,\"clientPid\":%d,\"rings\":%zu,"
