@@ -56,6 +56,8 @@ interface Binding {
   pull(channelId: number): number;
   fdInfo(fd: number, out: Float64Array): number;
   readNow(fd: number, buf: Uint8Array, at: number, length: number, offset: number): number;
+  readBatch(n: number, reqs: Float64Array, buf: Uint8Array): number;
+  inlineReader(): number;
   Ior: new (mount: string, entries: number, forRead: boolean, ioDepth: number, timeoutMs: number, numa: number,
     flags: number) => NativeIor;
   regFd(fd: number): number;

@@ -1,10 +1,13 @@
-// Inline reads: a small read of a buffered file, with nothing of the engine on a ring, is served
-// from the page cache on the calling thread (preadv2 with RWF_NOWAIT); everything else, and
-// whatever the page cache does not hold, goes to a ring as before.
+// Inline reads: a small read of a buffered file, with no write of the engine on a ring, is served
+// from the page cache on the calling thread (RWF_NOWAIT reads; those of at most 8 KiB issued
+// together in one system call); everything else, and whatever the page cache does not hold, goes
+// to a ring as before.
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
 import { closeSync, constants, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createEngine } from '../src/index';
+import { binding } from '../src/native';
 import { dataFile, pattern } from './fixtures/engine';
 import { scratch } from './fixtures/native';
 
@@ -39,7 +42,8 @@ t.test('no inline reads while a request is on a ring, above inlineBytes, or with
   t.teardown(() => e.close());
   const all = await Promise.all([0, 1, 2, 3].map((i) => e.read(f.fd, i * 4096, 4096)));
   all.forEach((b, i) => t.ok(b.equals(f.data.subarray(i * 4096, i * 4096 + 4096))));
-  t.equal(e.stats().inlineReads, 4, 'each found nothing in flight (the others completed inline)');
+  t.equal(e.stats().inlineReads, 4, 'each found no write in flight');
+  t.equal(e.stats().inlineBatches, 1, 'the four issued together: one system call');
   const w = e.write(openSync(join(scratch(t), 'w'), 'w+'), 0, Buffer.alloc(4096, 1));
   const r = await e.read(f.fd, 0, 4096); // issued while the write is on a ring
   t.ok(r.equals(f.data.subarray(0, 4096)));
@@ -83,8 +87,12 @@ t.test('a closed fd rejects with EBADF; a reused number reads the new file', asy
   const b = join(dir, 'b');
   writeFileSync(a, 'aaaaaaaa');
   writeFileSync(b, 'bbbbbbbb');
-  const e = createEngine({ iovBytes: 4 * MiB });
+  const e = createEngine({ iovBytes: 4 * MiB, workers: 1 });
   t.teardown(() => e.close());
+  // a read on the ring first: the worker thread's start opens fds (its event loop), and would
+  // take the number closed below
+  const big = dataFile(t, 256 * KiB);
+  t.ok((await e.read(big.fd, 0, 256 * KiB)).equals(big.data));
   const fd = openSync(a, 'r');
   t.equal((await e.read(fd, 0, 8)).toString(), 'aaaaaaaa');
   t.equal(e.stats().inlineReads, 1);
@@ -92,8 +100,7 @@ t.test('a closed fd rejects with EBADF; a reused number reads the new file', asy
   await t.rejects(e.read(fd, 0, 8), { name: 'UsrbioError', code: 'EBADF', argument: 'fd' });
   const fd2 = openSync(b, 'r');
   t.teardown(() => closeSync(fd2));
-  if (fd2 === fd) t.equal((await e.read(fd2, 0, 8)).toString(), 'bbbbbbbb', 'the same number, the new file');
-  else t.equal((await e.read(fd2, 0, 8)).toString(), 'bbbbbbbb');
+  t.equal((await e.read(fd2, 0, 8)).toString(), 'bbbbbbbb', 'the new file (the same number, when it was reused)');
   t.equal((await e.read(fd2, 2, 4)).toString(), 'bbbb');
 });
 
@@ -109,22 +116,133 @@ t.test('an aborted signal is honoured before any inline read', async (t) => {
   t.equal(e.stats().inlineReads, 1);
 });
 
-t.test('many reads at once go to the rings (ring mode), and concurrency 1 goes inline again', async (t) => {
+t.test('beyond 64 + 1024 reads at once go to the rings (ring mode), and concurrency 1 goes inline again', async (t) => {
   const f = dataFile(t, MiB);
-  const e = createEngine({ iovBytes: 8 * MiB });
+  const e = createEngine({ iovBytes: 16 * MiB });
   t.teardown(() => e.close());
-  const offs = Array.from({ length: 200 }, (_, i) => ((i * 13) % 250) * 4096);
+  const offs = Array.from({ length: 1200 }, (_, i) => ((i * 13) % 250) * 4096);
   const all = await Promise.all(offs.map((o) => e.read(f.fd, o, 4096)));
-  all.forEach((b, i) => {
-    if (!b.equals(f.data.subarray(offs[i], offs[i] + 4096))) t.fail(`read ${i}: wrong bytes`);
-  });
-  t.equal(e.stats().inlineReads, 64, 'one turn of inline reads; the 16 deferred and the rest went to the rings');
+  let bad = 0;
+  all.forEach((b, i) => (bad += b.equals(f.data.subarray(offs[i], offs[i] + 4096)) ? 0 : 1));
+  t.equal(bad, 0, 'every read has the right bytes');
+  t.equal(e.stats().inlineReads, 64, 'one turn of inline reads; the 1024 deferred and the rest went to the rings');
+  t.equal(e.stats().completed, 1200);
   for (let i = 0; i < 100; i++) {
     const b = await e.read(f.fd, offs[i], 4096);
     if (!b.equals(f.data.subarray(offs[i], offs[i] + 4096))) t.fail(`read ${i}: wrong bytes`);
   }
   const inline = e.stats().inlineReads - 64;
   t.ok(inline >= 80 && inline <= 92, `back to inline after a few reads at concurrency 1: ${inline} of 100`);
+});
+
+t.test('200 reads at once: all inline, 64 per turn, one system call per turn', async (t) => {
+  const f = dataFile(t, MiB);
+  const e = createEngine({ iovBytes: 8 * MiB });
+  t.teardown(() => e.close());
+  const offs = Array.from({ length: 200 }, (_, i) => ((i * 13) % 250) * 4096);
+  const all = await Promise.all(offs.map((o) => e.read(f.fd, o, 4096)));
+  let bad = 0;
+  all.forEach((b, i) => (bad += b.equals(f.data.subarray(offs[i], offs[i] + 4096)) ? 0 : 1));
+  t.equal(bad, 0, 'every read has the right bytes');
+  const s = e.stats();
+  t.equal(s.inlineReads, 200);
+  t.equal(s.inlineBatches, 4, '64 + 64 + 64 + 8: the deferred ones batch in their turn too');
+  t.equal(s.workers.reduce((a, w) => a + w.submitted, 0), 0, 'nothing went to a ring');
+});
+
+t.test('a batch ends where its result slab does: 40 reads of 8 KiB are two system calls', async (t) => {
+  const f = dataFile(t, MiB);
+  const e = createEngine({ iovBytes: 8 * MiB });
+  t.teardown(() => e.close());
+  const all = await Promise.all(Array.from({ length: 40 }, (_, i) => e.read(f.fd, i * 8192, 8192)));
+  all.forEach((b, i) => t.ok(b.equals(f.data.subarray(i * 8192, i * 8192 + 8192)), `read ${i}`));
+  t.equal(e.stats().inlineReads, 40);
+  t.equal(e.stats().inlineBatches, 2, '32 fill a 256 KiB slab; the 33rd starts the next batch');
+});
+
+t.test('reads stay inline while reads are on a ring; after a miss the next ones go to the ring', async (t) => {
+  const f = dataFile(t, 4 * MiB + 100);
+  const e = createEngine({ iovBytes: 16 * MiB });
+  t.teardown(() => e.close());
+  const big = e.read(f.fd, 0, 2 * MiB); // above inlineBytes: a ring
+  const small = await Promise.all([1, 2, 3].map((i) => e.read(f.fd, i * 4096, 4096)));
+  small.forEach((b, k) => t.ok(b.equals(f.data.subarray((k + 1) * 4096, (k + 2) * 4096))));
+  t.equal(e.stats().inlineReads, 3, 'a read on a ring does not stop inline reads');
+  t.ok((await big).equals(f.data.subarray(0, 2 * MiB)));
+  // one batch: the first crosses end of file (short: a miss, to the ring), the others are inline
+  const eof = e.read(f.fd, 4 * MiB, 4096);
+  const rest = await Promise.all([5, 6].map((i) => e.read(f.fd, i * 4096, 4096)));
+  t.equal(e.stats().inlineReads, 5);
+  const onRing = e.stats().inFlight;
+  t.equal(onRing, 1, 'the end-of-file read is on its ring');
+  const next = e.read(f.fd, 7 * 4096, 4096);
+  t.equal(e.stats().inFlight, 2, 'a miss moments ago with a read on a ring: straight to the ring');
+  const now = performance.now;
+  const later = now.call(performance) + 2;
+  performance.now = () => later; // 2 ms on, with both reads still on their rings
+  t.teardown(() => (performance.now = now));
+  const again = e.read(f.fd, 8 * 4096, 4096);
+  performance.now = now;
+  t.equal(e.stats().inFlight, 2, 'a millisecond after the miss: inline again, though reads are on rings');
+  t.ok((await next).equals(f.data.subarray(7 * 4096, 8 * 4096)));
+  t.ok((await again).equals(f.data.subarray(8 * 4096, 9 * 4096)));
+  t.equal(e.stats().inlineReads, 6);
+  t.ok((await eof).equals(f.data.subarray(4 * MiB)), 'the 100 bytes before end of file');
+  rest.forEach((b, k) => t.ok(b.equals(f.data.subarray((k + 5) * 4096, (k + 6) * 4096))));
+  t.equal((await e.read(f.fd, 9 * 4096, 4096)).length, 4096);
+  t.equal(e.stats().inlineReads, 7, 'nothing in flight: inline');
+});
+
+t.test('a read aborted before its batch runs rejects with AbortError; the others are served', async (t) => {
+  const f = dataFile(t, 64 * KiB);
+  const e = createEngine({ iovBytes: 4 * MiB });
+  t.teardown(() => e.close());
+  const ac = new AbortController();
+  const a = e.read(f.fd, 0, 4096, { signal: ac.signal });
+  const b = e.read(f.fd, 4096, 4096);
+  ac.abort();
+  await t.rejects(a, { name: 'AbortError' });
+  t.ok((await b).equals(f.data.subarray(4096, 8192)));
+  t.equal(e.stats().inlineReads, 1);
+});
+
+t.test('USRBIO_INLINE_URING=0: a batch is one preadv2 per read, with the same results', async (t) => {
+  const f = dataFile(t, MiB);
+  let reader = 0;
+  for (const env of [{}, { USRBIO_INLINE_URING: '0' }]) {
+    const r = spawnSync(process.execPath, [join(__dirname, 'fixtures', 'inline-batch.js'), f.path, '16'], {
+      env: { ...process.env, ...env, USRBIO_DIST: join(__dirname, '..', 'dist') }, encoding: 'utf8', timeout: 60000,
+    });
+    t.equal(r.status, 0, `exit code 0 (stderr: ${r.stderr})`);
+    const out = JSON.parse(r.stdout) as { reader: number };
+    t.match(out, { bad: 0, inlineReads: 16, inlineBatches: 1 }, JSON.stringify(env));
+    if ('USRBIO_INLINE_URING' in env) t.equal(out.reader, -1, 'preadv2');
+    else t.ok((reader = out.reader) === 1 || reader === -1, `io_uring where the kernel allows it (${reader})`);
+  }
+  t.equal(binding.inlineReader(), reader, 'this process (earlier batches) made the same choice as the child');
+});
+
+t.test('readBatch checks its arguments natively; a bad fd is its read\'s -EBADF', async (t) => {
+  const f = dataFile(t, 64 * KiB);
+  const buf = new Uint8Array(16 * KiB);
+  const q = new Float64Array(5 * 64);
+  const put = (k: number, fd: number, off: number, len: number, at: number) => q.set([fd, off, len, at], 4 * k);
+  put(0, f.fd, 0, 4096, 0);
+  put(1, 900002, 0, 4096, 4096);
+  put(2, f.fd, 60 * KiB, 8192, 8192);
+  t.equal(binding.readBatch(3, q, buf), 0);
+  t.same([q[12], q[13], q[14]], [4096, -9, 4096], 'results after the records: bytes, -EBADF, short at end of file');
+  t.same(Buffer.from(buf.subarray(0, 4096)), f.data.subarray(0, 4096));
+  t.same(Buffer.from(buf.subarray(8192, 12288)), f.data.subarray(60 * KiB));
+  t.equal(binding.readBatch(0, q, buf), -22, 'n < 1');
+  t.equal(binding.readBatch(65, new Float64Array(5 * 65), buf), -22, 'n > 64');
+  t.equal(binding.readBatch(3, new Float64Array(14), buf), -22, 'records and results do not fit');
+  put(0, f.fd, 0, 4096, 14 * KiB);
+  t.equal(binding.readBatch(1, q, buf), -22, 'a range beyond the buffer');
+  put(0, f.fd, -1, 4096, 0);
+  t.equal(binding.readBatch(1, q, buf), -22, 'a negative offset');
+  put(0, f.fd, 0, 0, 0);
+  t.equal(binding.readBatch(1, q, buf), -22, 'a zero length');
 });
 
 t.test('reads deferred to the next turn are served by close()', async (t) => {

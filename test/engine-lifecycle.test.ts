@@ -12,6 +12,7 @@ import { Iov, regFd, deregFd } from '../src/native';
 import { dataFile, fdCount, rng } from './fixtures/engine';
 import { root } from './fixtures/native';
 import { newShmLeftovers, shmSnapshot } from './fixtures/shm';
+// inlineBytes 0: these tests are about requests on rings (queued, in flight, on a dying worker)
 
 const MiB = 1 << 20;
 setFlagsFromString('--expose-gc');
@@ -21,7 +22,7 @@ const fdList = (): string => readdirSync('/proc/self/fd').map((n) => { try { ret
 
 t.test('AbortSignal: before, while queued, in flight', async (t) => {
   const f = dataFile(t, 32 * MiB, 'r+');
-  const e = createEngine({ iovBytes: 32 * MiB, viewBytes: 16 * MiB, maxInflight: 1, ringEntries: 2 });
+  const e = createEngine({ iovBytes: 32 * MiB, viewBytes: 16 * MiB, maxInflight: 1, ringEntries: 2, inlineBytes: 0 });
   const total = e.stats().iovFreeBytes;
   const pre = AbortSignal.abort('stop');
   await t.rejects(e.read(f.fd, 0, 10, { signal: pre }), { name: 'AbortError', code: 'ABORT_ERR', cause: 'stop' });
@@ -61,7 +62,7 @@ t.test('close() drains what is queued and in flight', async (t) => {
     await using d = createEngine({ iovBytes: MiB });
     t.equal((await d.read(f.fd, 0, 3)).length, 3);
   }
-  const e = createEngine({ iovBytes: 4 * MiB, maxInflight: 16, ringEntries: 16 });
+  const e = createEngine({ iovBytes: 4 * MiB, maxInflight: 16, ringEntries: 16, inlineBytes: 0 });
   const r = rng(5);
   const offs = Array.from({ length: 500 }, () => r(f.data.length - 4096));
   let idle = 0;
@@ -90,7 +91,7 @@ t.test('close({ cancel: true }) cancels what has not run; nothing leaks', async 
   const fds0 = fdCount();
   const list0 = fdList();
   const threads0 = threadCount();
-  const e = createEngine({ iovBytes: 4 * MiB, maxInflight: 8, ringEntries: 8 });
+  const e = createEngine({ iovBytes: 4 * MiB, maxInflight: 8, ringEntries: 8, inlineBytes: 0 });
   const ps = Array.from({ length: 300 }, (_, i) => e.read(f.fd, (i * 4096) % (4 * MiB - 4096), 4096)
     .then((v) => { v.release(); return 'ok'; }, (x) => (x instanceof AbortError ? 'aborted' : String(x))));
   const s = e.stream(Array.from({ length: 50 }, (_, i) => ({ fd: f.fd, offset: i, length: 10 })));
@@ -116,7 +117,7 @@ t.test('close({ cancel: true }) cancels what has not run; nothing leaks', async 
 
 t.test('a worker that dies: its requests reject, it is replaced, the engine keeps serving', async (t) => {
   const f = dataFile(t, 8 * MiB, 'r', 4);
-  const e = createEngine({ workers: 2, iovBytes: 16 * MiB, ringEntries: 64 });
+  const e = createEngine({ workers: 2, iovBytes: 16 * MiB, ringEntries: 64, inlineBytes: 0 });
   const errors: unknown[] = [];
   e.on('workerError', (err, w) => errors.push([w, err]));
   const r = rng(11);

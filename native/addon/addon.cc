@@ -320,6 +320,7 @@ void EnvState::Cleanup(void *p) {
   for (Owned *o : std::set<Owned *>(s->owned)) o->release();
   for (Ior *r : std::set<Ior *>(s->iors)) r->release();
   for (Iov *v : std::set<Iov *>(s->iovs)) v->release();
+  destroy_inline_reader(s->reader);
   delete s;
 }
 
@@ -383,24 +384,6 @@ Napi::Value CollectGarbage(const Napi::CallbackInfo &info) {
   return info.Env().Undefined();
 }
 
-// readNow(fd, buf, at, length, offset) -> bytes read, or -errno. One preadv2(RWF_NOWAIT) of
-// `length` bytes at file `offset` into buf[at..]: it copies what the page cache holds and never
-// waits for the device (-EAGAIN when nothing of the range is cached; a short count when only a
-// prefix is, or at end of file). The caller checked fd, range and buffer; runs on the JS thread.
-Napi::Value ReadNow(const Napi::CallbackInfo &info) {
-  Napi::Env env = info.Env();
-  const int fd = info[0].As<Napi::Number>().Int32Value();
-  Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
-  const size_t at = size_t(info[2].As<Napi::Number>().Int64Value());
-  const size_t len = size_t(info[3].As<Napi::Number>().Int64Value());
-  const off_t off = off_t(info[4].As<Napi::Number>().Int64Value());
-  uint8_t *base = static_cast<uint8_t *>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-  if (at > ta.ByteLength() || len > ta.ByteLength() - at) return Napi::Number::New(env, -EINVAL);
-  struct iovec v = {base + at, len};
-  ssize_t n = preadv2(fd, &v, 1, off, RWF_NOWAIT);
-  return Napi::Number::New(env, n < 0 ? double(-errno) : double(n));
-}
-
 Napi::Value Version(const Napi::CallbackInfo &info) { return Napi::String::New(info.Env(), usrbio_version()); }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -413,10 +396,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("iorSize", Napi::Function::New(env, IorSize, "iorSize"));
   exports.Set("agentStats", Napi::Function::New(env, AgentStats, "agentStats"));
   exports.Set("version", Napi::Function::New(env, Version, "version"));
-  exports.Set("readNow", Napi::Function::New(env, ReadNow, "readNow"));
   exports.Set("allocBuffer", Napi::Function::New(env, AllocBuffer, "allocBuffer"));
   exports.Set("collectGarbage", Napi::Function::New(env, CollectGarbage, "collectGarbage"));
   RegisterPump(env, exports, state);
+  RegisterInlineRead(env, exports, state);
   RegisterLowLevel(env, exports, state);
   RegisterService(env, exports, state);
   return exports;

@@ -25,8 +25,12 @@ struct Owned {
 // (worker exit, process exit) if JS did not do it first. Owned objects go first, then rings,
 // then iovs.
 struct SliceRef;
+class InlineReader;
+void destroy_inline_reader(InlineReader *r);
 struct EnvState {
   SliceRef *slices = nullptr;  // Iov.slice ArrayBuffers not yet collected (a list; see addon.cc)
+  InlineReader *reader = nullptr;  // readBatch's io_uring (inline_read.cc), set when reader_state is 1
+  int reader_state = 0;            // 0 not tried yet, 1 made, -1 unavailable (preadv2 instead)
   std::set<Owned *> owned;
   std::set<Iov *> iovs;  // wrappers still holding an iov
   std::set<Ior *> iors;  // wrappers still holding a ring
@@ -144,6 +148,7 @@ class IovMethods {
 
 // Adds Pump, kick and fdInfo to `exports` (pump.cc).
 void RegisterPump(Napi::Env env, Napi::Object exports, EnvState *state);
+void RegisterInlineRead(Napi::Env env, Napi::Object exports, EnvState *state);
 
 // The iov or ring behind a JS Iov/Ior object (checked by type tag), or nullptr for any other
 // value and for a destroyed one (addon.cc).
