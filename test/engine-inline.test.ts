@@ -255,3 +255,49 @@ t.test('reads deferred to the next turn are served by close()', async (t) => {
   await closed;
   t.equal(e.stats().completed, 70);
 });
+
+t.test('stream and batch reads are inline too: one system call per batch, right bytes, in order', async (t) => {
+  const f = dataFile(t, MiB);
+  const e = createEngine({ iovBytes: 8 * MiB });
+  t.teardown(() => e.close());
+  const offs = Array.from({ length: 100 }, (_, i) => ((i * 11) % 250) * 4096);
+  const reqs = offs.map((offset, i) => ({ fd: f.fd, offset, length: 4096, tag: i }));
+  let n = 0;
+  for await (const c of e.stream(reqs, { window: 16, ordered: true })) {
+    t.equal(c.tag, n, 'in order');
+    if (!c.data!.equals(f.data.subarray(offs[n], offs[n] + 4096))) t.fail(`request ${n}: wrong bytes`);
+    n++;
+  }
+  t.equal(n, 100);
+  const out = await e.batch(reqs.slice(0, 32));
+  t.same(out.map((c) => c.result), Array(32).fill(4096));
+  t.ok(out.every((c, i) => c.data!.equals(f.data.subarray(offs[i], offs[i] + 4096))), 'batch bytes');
+  const s = e.stats();
+  t.equal(s.inlineReads, 132);
+  t.ok(s.inlineBatches < 132, `fewer system calls than reads (${s.inlineBatches})`);
+  t.equal(s.workers.reduce((a, w) => a + w.submitted, 0), 0, 'nothing went to a ring');
+});
+
+t.test('a stream read the page cache cannot serve goes to a ring; a closed fd fails only its request', async (t) => {
+  const f = dataFile(t, 8192 + 100);
+  const e = createEngine({ iovBytes: 8 * MiB });
+  t.teardown(() => e.close());
+  const dir = scratch(t);
+  writeFileSync(join(dir, 'c'), 'cccccccc');
+  const fd = openSync(join(dir, 'c'), 'r');
+  t.equal((await e.read(fd, 0, 8)).toString(), 'cccccccc', 'registered');
+  function* source() {
+    yield { fd: f.fd, offset: 8192, length: 4096, tag: 'eof' }; // short: to a ring
+    yield { fd, offset: 0, length: 8, tag: 'closed' };
+    closeSync(fd); // before the batch runs: its read fails, and the fresh check says EBADF
+    yield { fd: f.fd, offset: 0, length: 4096, tag: 'ok' };
+  }
+  const got = new Map<unknown, { result: number; data: Buffer | null; error: Error | null }>();
+  for await (const c of e.stream(source(), { window: 8 })) got.set(c.tag, c);
+  t.equal(got.get('eof')!.result, 100);
+  t.ok(got.get('eof')!.data!.equals(f.data.subarray(8192)), 'the 100 bytes before end of file');
+  t.equal(got.get('closed')!.result, -9);
+  t.match(got.get('closed')!.error, { name: 'UsrbioError', code: 'EBADF' });
+  t.ok(got.get('ok')!.data!.equals(f.data.subarray(0, 4096)));
+  t.equal(e.stats().inlineReads, 2, 'the first read() and the last stream read');
+});

@@ -133,14 +133,18 @@ const INLINE_NO = 0;
 const INLINE_NOW = 1;
 const INLINE_LATER = 2;
 
-/** A read to be served inline at the next event-loop turn (Engine.#refillInline). */
+/** A read to be served inline at the next event-loop turn (Engine.#refillInline): a read()'s
+ * (resolve, reject) or a stream's (stream, seq, tag). */
 interface Deferred {
   fd: number;
   offset: number;
   length: number;
-  cs: CallSignal;
-  resolve: (v: IovBuffer) => void;
-  reject: (e: unknown) => void;
+  signal: AbortSignal | undefined;
+  resolve: ((v: IovBuffer) => void) | null;
+  reject: ((e: unknown) => void) | null;
+  stream: CompletionStream | null;
+  seq: number;
+  tag: unknown;
 }
 const DRAIN_CHUNK = 32; // completions taken per event-loop turn
 const EMPTY = new Uint8Array(new ArrayBuffer(0));
@@ -278,9 +282,13 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
   #batchN = 0;
   #batchQ = new Float64Array(5 * INLINE_PER_TURN);
   #batchBuf: Uint8Array = EMPTY;
-  #batchCs: (CallSignal | undefined)[] = [];
+  // Per entry: the signal, and either resolve/reject or the stream, its seq and tag.
+  #batchSig: (AbortSignal | undefined)[] = [];
   #batchRes: (((v: IovBuffer) => void) | undefined)[] = [];
   #batchRej: (((e: unknown) => void) | undefined)[] = [];
+  #batchStream: (CompletionStream | undefined)[] = [];
+  #batchSeq = new Float64Array(INLINE_PER_TURN);
+  #batchTag: unknown[] = [];
   #ringMode = false; // the application's concurrency is high: no inline reads (see DEFER_MAX)
   #lowFlushes = 0; // flushes in a row in ring mode with at most RING_MODE_EXIT in flight
   #inflightBytes = 0;
@@ -393,51 +401,65 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
       let reject = rej;
       if (cs.done !== noopDone) ({ resolve, reject } = settleWith(cs, res, rej)); // a deadline to clear
       if (length === 0) return resolve(IovView.plain(EMPTY.buffer, 0, 0));
-      this.#startRead(fd, offset, length, cs, resolve, reject);
+      this.#startRead(fd, offset, length, cs.signal, resolve, reject);
     });
   }
 
   // Serve a validated read of length > 0: inline now or at the next turn (see #inlineOk), else
   // through a ring, in one request or in pieces.
-  #startRead(fd: number, offset: number, length: number, cs: CallSignal, resolve: (v: IovBuffer) => void,
-    reject: (e: unknown) => void): void {
-    const how = length <= this.#inlineMax && !cs.signal?.aborted ? this.#inlineOk(fd) : INLINE_NO;
+  #startRead(fd: number, offset: number, length: number, signal: AbortSignal | undefined,
+    resolve: (v: IovBuffer) => void, reject: (e: unknown) => void): void {
+    const how = length <= this.#inlineMax && !signal?.aborted ? this.#inlineOk(fd) : INLINE_NO;
     if (how === INLINE_LATER) {
-      this.#deferred.push({ fd, offset, length, cs, resolve, reject });
+      this.#deferred.push({ fd, offset, length, signal, resolve, reject, stream: null, seq: 0, tag: undefined });
       return;
     }
     if (how === INLINE_NOW) {
-      if (length <= SLAB_ITEM_MAX) return this.#batchRead(fd, offset, length, cs, resolve, reject);
+      if (length <= SLAB_ITEM_MAX) return this.#batchRead(fd, offset, length, signal, resolve, reject, null, 0, undefined);
       const b = this.#readInline(fd, offset, length);
       if (b !== null) return resolve(b);
-      return this.#inlineMissed(fd, offset, length, cs, resolve, reject);
+      return this.#inlineMissed(fd, offset, length, signal, resolve, reject);
     }
-    this.#readRing(fd, offset, length, cs, resolve, reject);
+    this.#readRing(fd, offset, length, signal, resolve, reject);
+  }
+
+  // #startRead for a stream's validated read of length > 0: only reads of at most SLAB_ITEM_MAX
+  // are inline (in the batch), as a stream's results are many and small ones are what it batches.
+  #startStreamRead(stream: CompletionStream, seq: number, tag: unknown, fd: number, offset: number, length: number,
+    signal: AbortSignal | undefined): void {
+    const how = length <= SLAB_ITEM_MAX && length <= this.#inlineMax && !signal?.aborted ? this.#inlineOk(fd) : INLINE_NO;
+    if (how === INLINE_LATER) {
+      this.#deferred.push({ fd, offset, length, signal, resolve: null, reject: null, stream, seq, tag });
+    } else if (how === INLINE_NOW) {
+      this.#batchRead(fd, offset, length, signal, null, null, stream, seq, tag);
+    } else {
+      this.#streamRead(stream, seq, tag, fd, offset, length, signal);
+    }
   }
 
   // An inline read the page cache could not serve whole goes to a ring, after a fresh fd check
   // (the fd may have changed since its last one).
-  #inlineMissed(fd: number, offset: number, length: number, cs: CallSignal, resolve: (v: IovBuffer) => void,
-    reject: (e: unknown) => void): void {
+  #inlineMissed(fd: number, offset: number, length: number, signal: AbortSignal | undefined,
+    resolve: (v: IovBuffer) => void, reject: (e: unknown) => void): void {
     this.#missAt = performance.now();
     try {
       useFd(fd, this, false, (this.#tick = newTick()));
     } catch (e) {
       return reject(e);
     }
-    this.#readRing(fd, offset, length, cs, resolve, reject);
+    this.#readRing(fd, offset, length, signal, resolve, reject);
   }
 
   // A validated read through a ring: one request, or pieces into one result buffer.
-  #readRing(fd: number, offset: number, length: number, cs: CallSignal, resolve: (v: IovBuffer) => void,
-    reject: (e: unknown) => void): void {
+  #readRing(fd: number, offset: number, length: number, signal: AbortSignal | undefined,
+    resolve: (v: IovBuffer) => void, reject: (e: unknown) => void): void {
     if (length <= this.options.pieceBytes || this.#viewFits(length)) {
       this.#request(OP_READ, fd, offset, length, null, resolve as (v: never) => void, reject, null, 0, undefined,
-        cs.signal, null);
+        signal, null);
       return;
     }
     const dst = resultBuffer(length);
-    this.#startSplit(OP_READ, fd, offset, dst, null, cs.signal, (total, e) => {
+    this.#startSplit(OP_READ, fd, offset, dst, null, signal, (total, e) => {
       if (e) reject(e);
       else resolve(IovView.plain(dst.buffer as ArrayBuffer, dst.byteOffset, total));
     });
@@ -445,9 +467,11 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
 
   // Add an inline read of at most SLAB_ITEM_MAX bytes to the batch, which runs in a microtask
   // (after the reads issued in this synchronous stretch and the continuations already queued
-  // have joined it), or now when it is full or its slab is. Its slab space is taken now.
-  #batchRead(fd: number, offset: number, length: number, cs: CallSignal, resolve: (v: IovBuffer) => void,
-    reject: (e: unknown) => void): void {
+  // have joined it), or now when it is full or its slab is. Its slab space is taken now. It
+  // settles through resolve/reject, or when `stream` is given as that stream's request `seq`.
+  #batchRead(fd: number, offset: number, length: number, signal: AbortSignal | undefined,
+    resolve: ((v: IovBuffer) => void) | null, reject: ((e: unknown) => void) | null,
+    stream: CompletionStream | null, seq: number, tag: unknown): void {
     let n = this.#batchN;
     if (n !== 0 && (n === INLINE_PER_TURN || this.#batchBuf !== this.#slab ||
       this.#slabOff + length > this.#slab.byteLength)) {
@@ -465,13 +489,16 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     q[4 * n + 1] = offset;
     q[4 * n + 2] = length;
     q[4 * n + 3] = at;
-    this.#batchCs[n] = cs;
-    this.#batchRes[n] = resolve;
-    this.#batchRej[n] = reject;
+    this.#batchSig[n] = signal;
+    this.#batchRes[n] = resolve ?? undefined;
+    this.#batchRej[n] = reject ?? undefined;
+    this.#batchStream[n] = stream ?? undefined;
+    this.#batchSeq[n] = seq;
+    this.#batchTag[n] = tag;
     this.#batchN = n + 1;
   }
 
-  // Run the inline batch: one readBatch, then each read resolves with its bytes, or (not all
+  // Run the inline batch: one readBatch, then each read settles with its bytes, or (not all
   // cached, end of file, an error, aborted meanwhile) goes to a ring as #inlineMissed says.
   // Nothing when the batch is empty (a microtask of a batch run early).
   #runBatch = (): void => {
@@ -484,24 +511,29 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     const st = this.#stats;
     st.inlineBatches++;
     for (let k = 0; k < n; k++) {
-      const cs = this.#batchCs[k]!;
-      const resolve = this.#batchRes[k]!;
-      const reject = this.#batchRej[k]!;
-      this.#batchCs[k] = this.#batchRes[k] = this.#batchRej[k] = undefined;
+      const signal = this.#batchSig[k];
+      const resolve = this.#batchRes[k];
+      const reject = this.#batchRej[k];
+      const stream = this.#batchStream[k];
+      const tag = this.#batchTag[k];
+      this.#batchSig[k] = this.#batchRes[k] = this.#batchRej[k] = this.#batchStream[k] = this.#batchTag[k] = undefined;
       const length = q[4 * k + 2];
       const r = q[4 * n + k];
-      if (r === length && !cs.signal?.aborted) {
+      if (r === length && !signal?.aborted) {
         st.submitted++;
         st.completed++;
         st.inlineReads++;
         st.bytesRead += r;
-        resolve(IovView.plain(buf.buffer as ArrayBuffer, buf.byteOffset + q[4 * k + 3], r));
+        const b = IovView.plain(buf.buffer as ArrayBuffer, buf.byteOffset + q[4 * k + 3], r);
+        if (stream) stream.complete(this.#batchSeq[k], tag, r, b, null);
+        else resolve!(b);
         continue;
       }
       const fd = q[4 * k];
       /* c8 ignore next: a filesystem without RWF_NOWAIT reads (EOPNOTSUPP) or O_DIRECT (EINVAL) */
       if (r === -95 || r === -22) noInline(fd);
-      this.#inlineMissed(fd, q[4 * k + 1], length, cs, resolve, reject);
+      if (stream) this.#streamMissed(stream, this.#batchSeq[k], tag, fd, q[4 * k + 1], length, signal);
+      else this.#inlineMissed(fd, q[4 * k + 1], length, signal, resolve!, reject!);
     }
   };
 
@@ -749,19 +781,41 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
       stream.complete(seq, tag, 0, write ? null : IovView.plain(EMPTY.buffer, 0, 0), null);
       return;
     }
-    const single = write
-      ? length <= this.options.maxInflightBytes && (length <= this.options.pieceBytes || IovView.iovOffset(data!, this, UNIT) >= 0)
-      : length <= this.options.pieceBytes || this.#viewFits(length);
-    if (single) {
-      this.#request(write ? OP_WRITE : OP_READ, req.fd, req.offset, length, data, null, null, stream, seq, tag, signal,
-        null);
+    if (!write) return this.#startStreamRead(stream, seq, tag, req.fd, req.offset, length, signal);
+    if (length <= this.options.maxInflightBytes && (length <= this.options.pieceBytes || IovView.iovOffset(data!, this, UNIT) >= 0)) {
+      this.#request(OP_WRITE, req.fd, req.offset, length, data, null, null, stream, seq, tag, signal, null);
       return;
     }
-    const buf = write ? data! : resultBuffer(length);
-    this.#startSplit(write ? OP_WRITE : OP_READ, req.fd, req.offset, buf, stream, signal, (total, e) => {
+    this.#startSplit(OP_WRITE, req.fd, req.offset, data!, stream, signal, (total, e) => {
       if (e) stream.complete(seq, tag, errorResult(e), null, e);
-      else stream.complete(seq, tag, total, write ? null : IovView.plain(buf.buffer as ArrayBuffer, buf.byteOffset, total), null);
+      else stream.complete(seq, tag, total, null, null);
     });
+  }
+
+  // A stream's validated read through a ring: one request, or pieces into one result buffer.
+  #streamRead(stream: CompletionStream, seq: number, tag: unknown, fd: number, offset: number, length: number,
+    signal: AbortSignal | undefined): void {
+    if (length <= this.options.pieceBytes || this.#viewFits(length)) {
+      this.#request(OP_READ, fd, offset, length, null, null, null, stream, seq, tag, signal, null);
+      return;
+    }
+    const buf = resultBuffer(length);
+    this.#startSplit(OP_READ, fd, offset, buf, stream, signal, (total, e) => {
+      if (e) stream.complete(seq, tag, errorResult(e), null, e);
+      else stream.complete(seq, tag, total, IovView.plain(buf.buffer as ArrayBuffer, buf.byteOffset, total), null);
+    });
+  }
+
+  // #inlineMissed for a stream's read: a bad fd now fails that request only, as at submission.
+  #streamMissed(stream: CompletionStream, seq: number, tag: unknown, fd: number, offset: number, length: number,
+    signal: AbortSignal | undefined): void {
+    this.#missAt = performance.now();
+    try {
+      useFd(fd, this, false, (this.#tick = newTick()));
+    } catch (e) {
+      return stream.complete(seq, tag, errorResult(e), null, e as Error);
+    }
+    this.#streamRead(stream, seq, tag, fd, offset, length, signal);
   }
 
   /** @internal StreamHost: cancel every request of `stream` not yet completed. */
@@ -811,7 +865,10 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     const d = this.#deferred;
     if (d.length === 0) return;
     this.#deferred = [];
-    for (const r of d) this.#startRead(r.fd, r.offset, r.length, r.cs, r.resolve, r.reject);
+    for (const r of d) {
+      if (r.stream) this.#startStreamRead(r.stream, r.seq, r.tag, r.fd, r.offset, r.length, r.signal);
+      else this.#startRead(r.fd, r.offset, r.length, r.signal, r.resolve!, r.reject!);
+    }
   };
 
   // Read `length` (> SLAB_ITEM_MAX; smaller reads batch) bytes of `fd` at `offset` from the page cache on this thread, into a result
