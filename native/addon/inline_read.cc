@@ -41,7 +41,8 @@ class InlineReader {
     if (env && strcmp(env, "0") == 0) return false;
     io_uring_params p;
     int fd = -1;
-    const unsigned tries[] = {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN, 0};
+    // SUBMIT_ALL: an SQE refused at submission does not stop the ones after it.
+    const unsigned tries[] = {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL, 0};
     for (unsigned flags : tries) {
       memset(&p, 0, sizeof p);
       p.flags = flags;
@@ -61,6 +62,7 @@ class InlineReader {
     void *s = mmap(nullptr, sqes_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
     if (s == MAP_FAILED) return false;
     sqes_ = static_cast<io_uring_sqe *>(s);
+    sq_head_ = reinterpret_cast<unsigned *>(map_ + p.sq_off.head);
     sq_tail_ = reinterpret_cast<unsigned *>(map_ + p.sq_off.tail);
     sq_mask_ = *reinterpret_cast<unsigned *>(map_ + p.sq_off.ring_mask);
     sq_array_ = reinterpret_cast<unsigned *>(map_ + p.sq_off.array);
@@ -72,10 +74,12 @@ class InlineReader {
   }
 
   // Run n (1..kEntries) reads, read k of `len[k]` bytes at file offset `off[k]` of `fd[k]` into
-  // `dst[k]`, and set res[k] to the bytes read or -errno. Returns 0, or -errno when the ring
-  // failed as a whole (nothing is then in flight: the caller retries with preadv2).
+  // `dst[k]`, and set res[k] to the bytes read or -errno. Returns 0, or -EIO when the ring
+  // failed: entries may then be left in it, so the caller must destroy this reader (closing the
+  // ring drops them) and serve the batch with preadv2. Every read is RWF_NOWAIT, so each
+  // completes within the io_uring_enter that submits it; waits are only for submitted reads.
   int run(int n, const int *fd, const double *off, const uint32_t *len, uint8_t *const *dst, double *res) {
-    unsigned tail = *sq_tail_;
+    const unsigned tail = *sq_tail_;
     for (int k = 0; k < n; k++) {
       unsigned i = (tail + unsigned(k)) & sq_mask_;
       io_uring_sqe *s = &sqes_[i];
@@ -91,15 +95,16 @@ class InlineReader {
       res[k] = -ECANCELED;
     }
     std::atomic_ref<unsigned>(*sq_tail_).store(tail + unsigned(n), std::memory_order_release);
-    // Reads with RWF_NOWAIT complete within the call; min_complete = n waits for nothing more.
     int got = 0;
-    int r = int(syscall(__NR_io_uring_enter, fd_, unsigned(n), unsigned(n), IORING_ENTER_GETEVENTS, nullptr, 0));
-    if (r < 0 && errno != EINTR) {
-      // Not submitted: take the entries back (SQ head is the kernel's, so rewind our tail).
-      std::atomic_ref<unsigned>(*sq_tail_).store(tail, std::memory_order_release);
-      return -errno;
-    }
-    while (got < n) {
+    for (int tries = 0; got < n; tries++) {
+      const unsigned consumed = std::atomic_ref<unsigned>(*sq_head_).load(std::memory_order_acquire) - tail;
+      const unsigned to_submit = unsigned(n) - consumed;
+      // What is in the kernel completes; a submission that stops short (an SQE refused) is
+      // retried a few times, never waited for.
+      const unsigned wait = to_submit ? 0 : consumed - unsigned(got);
+      if (tries >= 8) return -EIO;
+      int r = int(syscall(__NR_io_uring_enter, fd_, to_submit, wait, IORING_ENTER_GETEVENTS, nullptr, 0));
+      if (r < 0 && errno != EINTR && errno != EAGAIN && errno != EBUSY) return -EIO;
       unsigned head = *cq_head_;
       unsigned ct = std::atomic_ref<unsigned>(*cq_tail_).load(std::memory_order_acquire);
       for (; head != ct; head++) {
@@ -108,7 +113,6 @@ class InlineReader {
         got++;
       }
       std::atomic_ref<unsigned>(*cq_head_).store(head, std::memory_order_release);
-      if (got < n) syscall(__NR_io_uring_enter, fd_, 0u, unsigned(n - got), IORING_ENTER_GETEVENTS, nullptr, 0);
     }
     return 0;
   }
@@ -119,7 +123,7 @@ class InlineReader {
   size_t map_bytes_ = 0;
   io_uring_sqe *sqes_ = nullptr;
   size_t sqes_bytes_ = 0;
-  unsigned *sq_tail_ = nullptr, *sq_array_ = nullptr, *cq_head_ = nullptr, *cq_tail_ = nullptr;
+  unsigned *sq_head_ = nullptr, *sq_tail_ = nullptr, *sq_array_ = nullptr, *cq_head_ = nullptr, *cq_tail_ = nullptr;
   unsigned sq_mask_ = 0, cq_mask_ = 0;
   io_uring_cqe *cqes_ = nullptr;
 };
@@ -191,7 +195,16 @@ Napi::Value ReadBatch(const Napi::CallbackInfo &info) {
       state->reader_state = -1;
     }
   }
-  if (n == 1 || state->reader_state < 0 || state->reader->run(n, fds, offs, lens, dst, res) < 0)
+  bool done = false;
+  if (n > 1 && state->reader_state > 0) {
+    done = state->reader->run(n, fds, offs, lens, dst, res) == 0;
+    if (!done) {  // a broken ring: drop it (and what it holds), preadv2 from now on
+      delete state->reader;
+      state->reader = nullptr;
+      state->reader_state = -1;
+    }
+  }
+  if (!done)
     for (int k = 0; k < n; k++) res[k] = double(read_now(fds[k], dst[k], lens[k], off_t(offs[k])));
   for (int k = 0; k < n; k++) q[4 * n + k] = res[k];
   return Napi::Number::New(env, 0);
