@@ -59,7 +59,11 @@ t.test('bad arguments reject promptly, naming the argument', async (t) => {
 
 t.test('fd faults: closed, reused, not a file, wrong mode; kernel I/O errors', async (t) => {
   const dir = scratch(t);
-  const e = createEngine({ iovBytes: MiB });
+  const e = createEngine({ iovBytes: MiB, workers: 1 });
+  // a read on the ring first: the worker thread's start opens fds (its event loop) and would take
+  // a number closed below for good; small reads are inline and would not wait for it
+  const warm = dataFile(t, 128 * 1024);
+  t.equal(Buffer.compare(await e.read(warm.fd, 0, 128 * 1024), warm.data), 0, 'a ring read');
   // an fd that is not open (a number no thread here opens: a just-closed one may be reused at once
   // by a worker thread of this or an earlier engine)
   const a = join(dir, 'a');
