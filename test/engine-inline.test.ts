@@ -14,6 +14,14 @@ import { scratch } from './fixtures/native';
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
+// Issue reads of 4 KiB at `offs` all at once; the number whose bytes are wrong.
+async function readAllAt(e: ReturnType<typeof createEngine>, f: { fd: number; data: Buffer }, offs: number[]): Promise<number> {
+  const all = await Promise.all(offs.map((o) => e.read(f.fd, o, 4096)));
+  let bad = 0;
+  all.forEach((b, i) => (bad += b.equals(f.data.subarray(offs[i], offs[i] + 4096)) ? 0 : 1));
+  return bad;
+}
+
 t.test('reads at concurrency 1 are served inline, with the right bytes; the event loop still turns', async (t) => {
   const f = dataFile(t, MiB);
   const e = createEngine({ iovBytes: 4 * MiB });
@@ -121,10 +129,7 @@ t.test('beyond 64 + 1024 reads at once go to the rings (ring mode), and concurre
   const e = createEngine({ iovBytes: 16 * MiB });
   t.teardown(() => e.close());
   const offs = Array.from({ length: 1200 }, (_, i) => ((i * 13) % 250) * 4096);
-  const all = await Promise.all(offs.map((o) => e.read(f.fd, o, 4096)));
-  let bad = 0;
-  all.forEach((b, i) => (bad += b.equals(f.data.subarray(offs[i], offs[i] + 4096)) ? 0 : 1));
-  t.equal(bad, 0, 'every read has the right bytes');
+  t.equal(await readAllAt(e, f, offs), 0, 'every read has the right bytes');
   t.equal(e.stats().inlineReads, 64, 'one turn of inline reads; the 1024 deferred and the rest went to the rings');
   t.equal(e.stats().completed, 1200);
   for (let i = 0; i < 100; i++) {
@@ -140,10 +145,7 @@ t.test('200 reads at once: all inline, 64 per turn, one system call per turn', a
   const e = createEngine({ iovBytes: 8 * MiB });
   t.teardown(() => e.close());
   const offs = Array.from({ length: 200 }, (_, i) => ((i * 13) % 250) * 4096);
-  const all = await Promise.all(offs.map((o) => e.read(f.fd, o, 4096)));
-  let bad = 0;
-  all.forEach((b, i) => (bad += b.equals(f.data.subarray(offs[i], offs[i] + 4096)) ? 0 : 1));
-  t.equal(bad, 0, 'every read has the right bytes');
+  t.equal(await readAllAt(e, f, offs), 0, 'every read has the right bytes');
   const s = e.stats();
   t.equal(s.inlineReads, 200);
   t.equal(s.inlineBatches, 4, '64 + 64 + 64 + 8: the deferred ones batch in their turn too');
@@ -243,6 +245,15 @@ t.test('readBatch checks its arguments natively; a bad fd is its read\'s -EBADF'
   t.equal(binding.readBatch(1, q, buf), -22, 'a negative offset');
   put(0, f.fd, 0, 0, 0);
   t.equal(binding.readBatch(1, q, buf), -22, 'a zero length');
+  put(0, NaN, 0, 4096, 0);
+  t.equal(binding.readBatch(1, q, buf), -22, 'a NaN fd');
+  put(0, f.fd, 2 ** 60, 4096, 0);
+  t.equal(binding.readBatch(1, q, buf), -22, 'an offset past 2^53');
+  put(0, f.fd, 0, 4096, 0);
+  t.equal(binding.readBatch(1, new Int32Array(8) as never, buf), -22, 'records not in a Float64Array');
+  t.equal(binding.readBatch(1, q, 'x' as never), -22, 'a destination that is not a typed array');
+  t.equal(binding.readNow(f.fd, {} as never, 0, 4096, 0), -22, 'readNow: a destination that is not a typed array');
+  t.equal(binding.readNow(f.fd, buf, 0, 4096, 0), 4096, 'readNow into a typed array');
 });
 
 t.test('reads deferred to the next turn are served by close()', async (t) => {
@@ -291,6 +302,9 @@ t.test('a stream read the page cache cannot serve goes to a ring; a closed fd fa
     yield { fd, offset: 0, length: 8, tag: 'closed' };
     closeSync(fd); // before the batch runs: its read fails, and the fresh check says EBADF
     yield { fd: f.fd, offset: 0, length: 4096, tag: 'ok' };
+    yield { fd: f.fd, offset: 0, length: 8192, tag: 'big' }; // the largest that batches
+    yield { fd: f.fd, offset: 0, length: 8292, tag: 'whole' }; // above 8 KiB: one preadv2 of its own
+    yield { fd: f.fd, offset: 100, length: 9000, tag: 'past' }; // crosses end of file: to a ring
   }
   const got = new Map<unknown, { result: number; data: Buffer | null; error: Error | null }>();
   for await (const c of e.stream(source(), { window: 8 })) got.set(c.tag, c);
@@ -299,5 +313,9 @@ t.test('a stream read the page cache cannot serve goes to a ring; a closed fd fa
   t.equal(got.get('closed')!.result, -9);
   t.match(got.get('closed')!.error, { name: 'UsrbioError', code: 'EBADF' });
   t.ok(got.get('ok')!.data!.equals(f.data.subarray(0, 4096)));
-  t.equal(e.stats().inlineReads, 2, 'the first read() and the last stream read');
+  t.ok(got.get('big')!.data!.equals(f.data.subarray(0, 8192)));
+  t.ok(got.get('whole')!.data!.equals(f.data), 'above 8 KiB, inline');
+  t.equal(got.get('past')!.result, 8192);
+  t.ok(got.get('past')!.data!.equals(f.data.subarray(100)), 'short at end of file, from the ring');
+  t.equal(e.stats().inlineReads, 4, 'the first read(), "ok", "big" and "whole"');
 });

@@ -144,6 +144,7 @@ ssize_t read_now(int fd, uint8_t *dst, size_t len, off_t off) {
 // prefix is, or at end of file). The caller checked fd, range and buffer; runs on the JS thread.
 Napi::Value ReadNow(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
+  if (!info[1].IsTypedArray()) return Napi::Number::New(env, -EINVAL);
   const int fd = info[0].As<Napi::Number>().Int32Value();
   Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
   const size_t at = size_t(info[2].As<Napi::Number>().Int64Value());
@@ -163,6 +164,9 @@ Napi::Value ReadNow(const Napi::CallbackInfo &info) {
 Napi::Value ReadBatch(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   auto *state = static_cast<EnvState *>(info.Data());
+  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      !info[2].IsTypedArray())
+    return Napi::Number::New(env, -EINVAL);
   const int n = info[0].As<Napi::Number>().Int32Value();
   Napi::Float64Array reqs = info[1].As<Napi::Float64Array>();
   Napi::TypedArray ta = info[2].As<Napi::TypedArray>();
@@ -178,7 +182,9 @@ Napi::Value ReadBatch(const Napi::CallbackInfo &info) {
   double res[InlineReader::kEntries];
   for (int k = 0; k < n; k++) {
     const double *e = q + 4 * k;
-    if (!(e[1] >= 0 && e[2] >= 1 && e[2] <= 0x7fffffff && e[3] >= 0 && e[3] + e[2] <= double(cap)))
+    // (negated comparisons: NaN fails them; a double converts to an integer only in range)
+    if (!(e[0] >= 0 && e[0] <= 2147483647 && e[1] >= 0 && e[1] <= 9007199254740991.0 && e[2] >= 1 &&
+          e[2] <= 0x7fffffff && e[3] >= 0 && e[3] + e[2] <= double(cap)))
       return Napi::Number::New(env, -EINVAL);
     fds[k] = int(e[0]);
     offs[k] = e[1];

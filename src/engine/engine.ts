@@ -401,67 +401,70 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
       let reject = rej;
       if (cs.done !== noopDone) ({ resolve, reject } = settleWith(cs, res, rej)); // a deadline to clear
       if (length === 0) return resolve(IovView.plain(EMPTY.buffer, 0, 0));
-      this.#startRead(fd, offset, length, cs.signal, resolve, reject);
+      this.#startRead(fd, offset, length, cs.signal, resolve, reject, null, 0, undefined);
     });
   }
 
   // Serve a validated read of length > 0: inline now or at the next turn (see #inlineOk), else
-  // through a ring, in one request or in pieces.
+  // through a ring, in one request or in pieces. It settles through resolve/reject (read()), or
+  // as request `seq` of `stream` when that is given (stream(), batch()).
   #startRead(fd: number, offset: number, length: number, signal: AbortSignal | undefined,
-    resolve: (v: IovBuffer) => void, reject: (e: unknown) => void): void {
+    resolve: ((v: IovBuffer) => void) | null, reject: ((e: unknown) => void) | null,
+    stream: CompletionStream | null, seq: number, tag: unknown): void {
     const how = length <= this.#inlineMax && !signal?.aborted ? this.#inlineOk(fd) : INLINE_NO;
     if (how === INLINE_LATER) {
-      this.#deferred.push({ fd, offset, length, signal, resolve, reject, stream: null, seq: 0, tag: undefined });
-      return;
-    }
-    if (how === INLINE_NOW) {
-      if (length <= SLAB_ITEM_MAX) return this.#batchRead(fd, offset, length, signal, resolve, reject, null, 0, undefined);
+      this.#deferred.push({ fd, offset, length, signal, resolve, reject, stream, seq, tag });
+    } else if (how === INLINE_NO) {
+      this.#readRing(fd, offset, length, signal, resolve, reject, stream, seq, tag);
+    } else if (length <= SLAB_ITEM_MAX) {
+      this.#batchRead(fd, offset, length, signal, resolve, reject, stream, seq, tag);
+    } else {
       const b = this.#readInline(fd, offset, length);
-      if (b !== null) return resolve(b);
-      return this.#inlineMissed(fd, offset, length, signal, resolve, reject);
+      if (b !== null) this.#settleRead(b, resolve, stream, seq, tag);
+      else this.#inlineMissed(fd, offset, length, signal, resolve, reject, stream, seq, tag);
     }
-    this.#readRing(fd, offset, length, signal, resolve, reject);
   }
 
-  // #startRead for a stream's validated read of length > 0: only reads of at most SLAB_ITEM_MAX
-  // are inline (in the batch), as a stream's results are many and small ones are what it batches.
-  #startStreamRead(stream: CompletionStream, seq: number, tag: unknown, fd: number, offset: number, length: number,
-    signal: AbortSignal | undefined): void {
-    const how = length <= SLAB_ITEM_MAX && length <= this.#inlineMax && !signal?.aborted ? this.#inlineOk(fd) : INLINE_NO;
-    if (how === INLINE_LATER) {
-      this.#deferred.push({ fd, offset, length, signal, resolve: null, reject: null, stream, seq, tag });
-    } else if (how === INLINE_NOW) {
-      this.#batchRead(fd, offset, length, signal, null, null, stream, seq, tag);
-    } else {
-      this.#streamRead(stream, seq, tag, fd, offset, length, signal);
-    }
+  // Settle a #startRead read with its result, or with an error.
+  #settleRead(b: IovBuffer, resolve: ((v: IovBuffer) => void) | null, stream: CompletionStream | null, seq: number,
+    tag: unknown): void {
+    if (stream) stream.complete(seq, tag, b.length, b, null);
+    else resolve!(b);
+  }
+
+  #failRead(e: unknown, reject: ((e: unknown) => void) | null, stream: CompletionStream | null, seq: number,
+    tag: unknown): void {
+    if (stream) stream.complete(seq, tag, errorResult(e), null, e as Error);
+    else reject!(e);
   }
 
   // An inline read the page cache could not serve whole goes to a ring, after a fresh fd check
-  // (the fd may have changed since its last one).
+  // (the fd may have changed since its last one; a bad fd fails this read only).
   #inlineMissed(fd: number, offset: number, length: number, signal: AbortSignal | undefined,
-    resolve: (v: IovBuffer) => void, reject: (e: unknown) => void): void {
+    resolve: ((v: IovBuffer) => void) | null, reject: ((e: unknown) => void) | null,
+    stream: CompletionStream | null, seq: number, tag: unknown): void {
     this.#missAt = performance.now();
     try {
       useFd(fd, this, false, (this.#tick = newTick()));
     } catch (e) {
-      return reject(e);
+      return this.#failRead(e, reject, stream, seq, tag);
     }
-    this.#readRing(fd, offset, length, signal, resolve, reject);
+    this.#readRing(fd, offset, length, signal, resolve, reject, stream, seq, tag);
   }
 
   // A validated read through a ring: one request, or pieces into one result buffer.
   #readRing(fd: number, offset: number, length: number, signal: AbortSignal | undefined,
-    resolve: (v: IovBuffer) => void, reject: (e: unknown) => void): void {
+    resolve: ((v: IovBuffer) => void) | null, reject: ((e: unknown) => void) | null,
+    stream: CompletionStream | null, seq: number, tag: unknown): void {
     if (length <= this.options.pieceBytes || this.#viewFits(length)) {
-      this.#request(OP_READ, fd, offset, length, null, resolve as (v: never) => void, reject, null, 0, undefined,
+      this.#request(OP_READ, fd, offset, length, null, resolve as ((v: never) => void) | null, reject, stream, seq, tag,
         signal, null);
       return;
     }
     const dst = resultBuffer(length);
-    this.#startSplit(OP_READ, fd, offset, dst, null, signal, (total, e) => {
-      if (e) reject(e);
-      else resolve(IovView.plain(dst.buffer as ArrayBuffer, dst.byteOffset, total));
+    this.#startSplit(OP_READ, fd, offset, dst, stream, signal, (total, e) => {
+      if (e) this.#failRead(e, reject, stream, seq, tag);
+      else this.#settleRead(IovView.plain(dst.buffer as ArrayBuffer, dst.byteOffset, total), resolve, stream, seq, tag);
     });
   }
 
@@ -473,6 +476,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     resolve: ((v: IovBuffer) => void) | null, reject: ((e: unknown) => void) | null,
     stream: CompletionStream | null, seq: number, tag: unknown): void {
     let n = this.#batchN;
+    // (n === INLINE_PER_TURN is a guard for #batchQ's size: the turn's budget already bounds a batch)
     if (n !== 0 && (n === INLINE_PER_TURN || this.#batchBuf !== this.#slab ||
       this.#slabOff + length > this.#slab.byteLength)) {
       this.#runBatch();
@@ -524,16 +528,15 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
         st.completed++;
         st.inlineReads++;
         st.bytesRead += r;
-        const b = IovView.plain(buf.buffer as ArrayBuffer, buf.byteOffset + q[4 * k + 3], r);
-        if (stream) stream.complete(this.#batchSeq[k], tag, r, b, null);
-        else resolve!(b);
+        this.#settleRead(IovView.plain(buf.buffer as ArrayBuffer, buf.byteOffset + q[4 * k + 3], r), resolve ?? null,
+          stream ?? null, this.#batchSeq[k], tag);
         continue;
       }
       const fd = q[4 * k];
       /* c8 ignore next: a filesystem without RWF_NOWAIT reads (EOPNOTSUPP) or O_DIRECT (EINVAL) */
       if (r === -95 || r === -22) noInline(fd);
-      if (stream) this.#streamMissed(stream, this.#batchSeq[k], tag, fd, q[4 * k + 1], length, signal);
-      else this.#inlineMissed(fd, q[4 * k + 1], length, signal, resolve!, reject!);
+      this.#inlineMissed(fd, q[4 * k + 1], length, signal, resolve ?? null, reject ?? null, stream ?? null,
+        this.#batchSeq[k], tag);
     }
   };
 
@@ -781,7 +784,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
       stream.complete(seq, tag, 0, write ? null : IovView.plain(EMPTY.buffer, 0, 0), null);
       return;
     }
-    if (!write) return this.#startStreamRead(stream, seq, tag, req.fd, req.offset, length, signal);
+    if (!write) return this.#startRead(req.fd, req.offset, length, signal, null, null, stream, seq, tag);
     if (length <= this.options.maxInflightBytes && (length <= this.options.pieceBytes || IovView.iovOffset(data!, this, UNIT) >= 0)) {
       this.#request(OP_WRITE, req.fd, req.offset, length, data, null, null, stream, seq, tag, signal, null);
       return;
@@ -790,32 +793,6 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
       if (e) stream.complete(seq, tag, errorResult(e), null, e);
       else stream.complete(seq, tag, total, null, null);
     });
-  }
-
-  // A stream's validated read through a ring: one request, or pieces into one result buffer.
-  #streamRead(stream: CompletionStream, seq: number, tag: unknown, fd: number, offset: number, length: number,
-    signal: AbortSignal | undefined): void {
-    if (length <= this.options.pieceBytes || this.#viewFits(length)) {
-      this.#request(OP_READ, fd, offset, length, null, null, null, stream, seq, tag, signal, null);
-      return;
-    }
-    const buf = resultBuffer(length);
-    this.#startSplit(OP_READ, fd, offset, buf, stream, signal, (total, e) => {
-      if (e) stream.complete(seq, tag, errorResult(e), null, e);
-      else stream.complete(seq, tag, total, IovView.plain(buf.buffer as ArrayBuffer, buf.byteOffset, total), null);
-    });
-  }
-
-  // #inlineMissed for a stream's read: a bad fd now fails that request only, as at submission.
-  #streamMissed(stream: CompletionStream, seq: number, tag: unknown, fd: number, offset: number, length: number,
-    signal: AbortSignal | undefined): void {
-    this.#missAt = performance.now();
-    try {
-      useFd(fd, this, false, (this.#tick = newTick()));
-    } catch (e) {
-      return stream.complete(seq, tag, errorResult(e), null, e as Error);
-    }
-    this.#streamRead(stream, seq, tag, fd, offset, length, signal);
   }
 
   /** @internal StreamHost: cancel every request of `stream` not yet completed. */
@@ -865,10 +842,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     const d = this.#deferred;
     if (d.length === 0) return;
     this.#deferred = [];
-    for (const r of d) {
-      if (r.stream) this.#startStreamRead(r.stream, r.seq, r.tag, r.fd, r.offset, r.length, r.signal);
-      else this.#startRead(r.fd, r.offset, r.length, r.signal, r.resolve!, r.reject!);
-    }
+    for (const r of d) this.#startRead(r.fd, r.offset, r.length, r.signal, r.resolve, r.reject, r.stream, r.seq, r.tag);
   };
 
   // Read `length` (> SLAB_ITEM_MAX; smaller reads batch) bytes of `fd` at `offset` from the page cache on this thread, into a result
