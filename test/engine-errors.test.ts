@@ -119,6 +119,12 @@ t.test('fd faults: closed, reused, not a file, wrong mode; kernel I/O errors', a
   t.ok(err instanceof UsrbioError, 'rejects with a UsrbioError');
   t.match(err, { code: 'EIO', errno: 5, syscall: 'read' });
   t.equal(e.stats().failed, 1, 'counted as failed');
+  const sc: { result: number; error: Error | null }[] = [];
+  for await (const c of e.stream([{ fd: mem, offset: 4096, length: 4096 }])) sc.push(c);
+  t.equal(sc.length, 1);
+  t.equal(sc[0].result, -5, 'a stream request fails on its ring with -EIO, as its own completion');
+  t.match(sc[0].error, { code: 'EIO', syscall: 'read' });
+  t.equal(e.stats().failed, 2);
   const memw = openSync('/proc/self/mem', 'r+');
   await t.rejects(e.write(memw, 4096, Buffer.from('x')), { name: 'UsrbioError', code: 'EIO', syscall: 'write' });
   closeSync(memw);
