@@ -106,6 +106,8 @@ const REAP_POLL_MS = 1; // how often a request waiting for view space looks for 
 // the one before, and starts over after one that took back more. Measured on 1 MiB reads at
 // concurrency 16 (bench read1m): held 32 MiB and gate 16 MiB ran 17.4 GB/s without release(),
 // 64/16 18.4, 64/32 17.0, 48/8 17.3; the release() path ran 21-23 GB/s in each, no collections.
+// Since a collection runs at the next turn (#alloc), there is at most one per turn, and 16/8 to
+// 48/16 measured the same within the noise (one sweep, 2 s each).
 const COLLECT_HELD_BYTES = 32 * 2 ** 20;
 const COLLECT_GATE_BYTES = 16 * 2 ** 20;
 // Whether the process runs with --expose-gc: collectGarbage must then leave the flag on.
@@ -226,6 +228,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
   #gate: number; // ... and #demand reached this
   #short = false; // the view region had no room for a request since the last collection
   #fullNext = false; // the last collection took nothing back though the region was short: go full
+  #collectImm: NodeJS.Immediate | undefined; // a view collection asked for, due at the next turn (see #alloc)
   #ab: ArrayBuffer; // this thread's view of the iov (dropped by close: views keep their own)
   #u8: Uint8Array<ArrayBuffer>;
   #views: IovAllocator; // the view region, [0, viewBytes): space that views may keep
@@ -736,6 +739,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
       await this.#admission.onIdle();
       while (this.#inflight > 0) await new Promise<void>((r) => (this.#idle = r));
       this.#destroyed = true;
+      clearImmediate(this.#collectImm); // the iov goes: nothing to collect for
       await this.#pool.destroy();
       clearInterval(this.#keepAlive);
       this.#iov.native.unlink(); // a 3FS iov's /dev/shm name goes now, not when the last view is collected
@@ -1081,20 +1085,31 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     return IovView.own(this, this.#native.slice(start * UNIT, length, start, units, this.#gen[start]), start, units);
   }
 
-  // `units` from allocator `a`, or -1. For the view region: first asks V8 for a collection if
-  // views hold much and much was asked since the last one (see COLLECT_HELD_BYTES), and takes
-  // back collected views when there is no run that long.
+  // `units` from allocator `a`, or -1. For the view region: asks V8 for a collection if views
+  // hold much and much was asked since the last one (see COLLECT_HELD_BYTES), and takes back
+  // collected views when there is no run that long. The collection runs at the next turn of the
+  // event loop, not now: an allocation here is usually made in a reaction to a completion batch,
+  // while the batch's other results are still reachable from their pending reactions, so a young
+  // collection now would move them to the old generation, where only a full one frees them.
   #alloc(a: IovAllocator, units: number): number {
     const views = a === this.#views;
     if (views) {
       this.#demand += units;
-      if (this.#demand >= this.#gate && this.#viewHeld() >= this.#collectHeld) this.#collectViews();
+      if (this.#demand >= this.#gate && this.#viewHeld() >= this.#collectHeld && this.#collectImm === undefined) {
+        this.#collectImm = setImmediate(this.#collectLater);
+      }
     }
     let start = a.alloc(units);
     if (start < 0 && this.#reap() > 0) start = a.alloc(units);
     if (start < 0 && views) this.#short = true;
     return start;
   }
+
+  // The collection #alloc asked for (at most one pending).
+  #collectLater = (): void => {
+    this.#collectImm = undefined;
+    this.#collectViews();
+  };
 
   // A collection for the view region (see COLLECT_HELD_BYTES), and the gate for the next one.
   #collectViews(): void {
