@@ -65,7 +65,7 @@ interface Binding {
   iorSize(entries: number): number;
   agentStats(): AgentStats;
   version(): string;
-  collectGarbage(full: boolean, keepFlag: boolean): void;
+  collectGarbage(full: boolean, keepFlag: boolean, serial: boolean): void;
   allocBuffer(length: number): Buffer | null;
   Service: new (dir: string, threads: number, executor: string, maxClients: number,
     log: (level: number, json: string) => void) => { stop(): void; stats(): import('./service').ServiceStats };

@@ -110,9 +110,13 @@ const REAP_POLL_MS = 1; // how often a request waiting for view space looks for 
 // 48/16 measured the same within the noise (one sweep, 2 s each).
 const COLLECT_HELD_BYTES = 32 * 2 ** 20;
 const COLLECT_GATE_BYTES = 16 * 2 ** 20;
+const NODE_ARGS = [...process.execArgv, ...String(process.env.NODE_OPTIONS).split(/\s+/)];
 // Whether the process runs with --expose-gc: collectGarbage must then leave the flag on.
-const GC_FLAG = [...process.execArgv, ...String(process.env.NODE_OPTIONS).split(/\s+/)]
-  .some((a) => /^--expose[-_]gc$/.test(a));
+const GC_FLAG = NODE_ARGS.some((a) => /^--expose[-_]gc$/.test(a));
+// Whether young collections may run without V8's helper threads (see collectGarbage in addon.cc):
+// only if the process did not choose those flags itself, since the call restores their defaults.
+const GC_SERIAL = !NODE_ARGS.some((a) =>
+  /^--(no[-_])?(parallel[-_]scavenge|concurrent[-_]array[-_]buffer[-_]sweeping|single[-_]threaded(?:[-_]gc)?|predictable)\b/.test(a));
 // Inline reads (see #inlineOk) per event-loop turn at most. The next ones (up to as many again)
 // wait for the next turn, as an await of fs.promises would, so timers and I/O callbacks run;
 // beyond that they go to a ring.
@@ -1125,7 +1129,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
   #collect(full: boolean): number {
     this.#demand = 0;
     this.#stats.collections++;
-    binding.collectGarbage(full, GC_FLAG);
+    binding.collectGarbage(full, GC_FLAG, GC_SERIAL);
     return this.#reap();
   }
 
