@@ -59,7 +59,7 @@ t.test('bad arguments throw naming the range, before anything is issued', async 
   t.throws(() => e.gather(gatherOf([f.fd], [-1], [10], new Uint8Array(10)), undefined, () => {}), /g\[0\]\.offset must be between 0 and/);
   t.throws(() => e.gather(gatherOf([-1], [0], [10], new Uint8Array(10)), undefined, () => {}), /g\[0\]\.fd must be a non-negative integer/);
   const ok = () => gatherOf([f.fd, f.fd], [0, 10], [10, 10], new Uint8Array(20));
-  t.throws(() => e.gather({ ...ok(), n: 3 }, undefined, () => {}), /g\.fds must be a Int32Array of at least g\.n \(3\) elements/);
+  t.throws(() => e.gather({ ...ok(), n: 3 }, undefined, () => {}), /g\.fds must be an Int32Array of at least g\.n \(3\) elements/);
   t.throws(() => e.gather({ ...ok(), n: 1.5 }, undefined, () => {}), /g\.n must be an integer/);
   t.throws(() => e.gather({ ...ok(), results: new Float64Array(1) }, undefined, () => {}), /g\.results must be a Float64Array of at least g\.n \(2\)/);
   t.throws(() => e.gather({ ...ok(), offsets: [0, 10] as unknown as Float64Array }, undefined, () => {}), /g\.offsets must be a Float64Array/);

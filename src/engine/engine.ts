@@ -586,8 +586,8 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     integer('g.n', g.n, 0, MAX_LENGTH);
     for (const k of ['fds', 'offsets', 'lengths', 'ats', 'results'] as const) {
       const a = g[k];
-      const type = k === 'fds' ? Int32Array : Float64Array;
-      if (!(a instanceof type) || a.length < g.n) throw new TypeError(`g.${k} must be a ${type.name} of at least g.n (${g.n}) elements`);
+      const [type, an] = k === 'fds' ? [Int32Array, 'an'] as const : [Float64Array, 'a'] as const;
+      if (!(a instanceof type) || a.length < g.n) throw new TypeError(`g.${k} must be ${an} ${type.name} of at least g.n (${g.n}) elements`);
     }
     let refused: Uint8Array | null = null;
     for (let i = 0; i < g.n; i++) {
