@@ -21,17 +21,6 @@
 
 namespace usrbio_addon {
 
-// A V8 handle as a napi_value: Node's napi_value is the Local's pointer (what its own
-// v8impl::JsValueFromV8LocalValue does). Only for values made in the current handle scope.
-template <class T>
-napi_value to_napi(v8::Local<T> v) {
-  static_assert(sizeof(v8::Local<v8::Value>) == sizeof(napi_value));
-  v8::Local<v8::Value> value = v;
-  napi_value out;
-  memcpy(&out, &value, sizeof out);
-  return out;
-}
-
 // Marks objects made by the Iov constructor, so that Ior.prep never treats another object as one.
 constexpr napi_type_tag kIovTag = {0x75737262696f2d69ull, 0x6f762d7461672d31ull};
 // Marks objects made by the Ior constructor (see unwrap_ior).
@@ -407,6 +396,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("collectGarbage", Napi::Function::New(env, CollectGarbage, "collectGarbage"));
   RegisterPump(env, exports, state);
   RegisterInlineRead(env, exports, state);
+  RegisterSlab(env, exports);
   RegisterLowLevel(env, exports, state);
   RegisterService(env, exports, state);
   return exports;

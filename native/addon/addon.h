@@ -1,6 +1,7 @@
 // addon.h - what the files of the Node addon share: the per-environment state and errno errors.
 #pragma once
 #include <napi.h>
+#include <v8.h>
 
 #include <cstdint>
 #include <cstring>
@@ -11,6 +12,17 @@
 #include "hf3fs_usrbio.h"
 
 namespace usrbio_addon {
+
+// A V8 handle as a napi_value: Node's napi_value is the Local's pointer (what its own
+// v8impl::JsValueFromV8LocalValue does). Only for values made in the current handle scope.
+template <class T>
+napi_value to_napi(v8::Local<T> v) {
+  static_assert(sizeof(v8::Local<v8::Value>) == sizeof(napi_value));
+  v8::Local<v8::Value> value = v;
+  napi_value out;
+  memcpy(&out, &value, sizeof out);
+  return out;
+}
 
 class Iov;
 class Ior;
@@ -149,6 +161,8 @@ class IovMethods {
 // Adds Pump, kick and fdInfo to `exports` (pump.cc).
 void RegisterPump(Napi::Env env, Napi::Object exports, EnvState *state);
 void RegisterInlineRead(Napi::Env env, Napi::Object exports, EnvState *state);
+// Adds allocSlab and slabStats: recycled memory for small copied results (slab.cc).
+void RegisterSlab(Napi::Env env, Napi::Object exports);
 
 // The iov or ring behind a JS Iov/Ior object (checked by type tag), or nullptr for any other
 // value and for a destroyed one (addon.cc).

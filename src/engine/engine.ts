@@ -1534,11 +1534,16 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
   // Where in #slab (a new one when this one has no room) `n` <= SLAB_ITEM_MAX bytes can go; the
   // caller advances #slabOff past what it used.
   #slabAt(n: number): number {
-    if (this.#slabOff + n > this.#slab.byteLength) {
-      this.#slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
-      this.#slabOff = 0;
-    }
+    if (this.#slabOff + n > this.#slab.byteLength) this.#newSlab();
     return this.#slabOff;
+  }
+
+  // A new #slab: recycled memory from the addon's slab pool (see native/addon/slab.cc).
+  #newSlab(): void {
+    const ab = binding.allocSlab();
+    /* c8 ignore next: only when mmap refuses */
+    this.#slab = ab ? new Uint8Array(ab) : Buffer.allocUnsafeSlow(SLAB_BYTES);
+    this.#slabOff = 0;
   }
 
   // Reject (or fail the stream completion or piece of) request `id`; it stays allocated (cancelled) until #finish.
