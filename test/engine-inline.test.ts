@@ -162,6 +162,30 @@ t.test('a batch ends where its result slab does: 40 reads of 8 KiB are two syste
   t.equal(e.stats().inlineBatches, 2, '32 fill a 256 KiB slab; the 33rd starts the next batch');
 });
 
+t.test('a batch that starts inside a slab moves to a new slab instead of splitting', async (t) => {
+  const f = dataFile(t, MiB);
+  const e = createEngine({ iovBytes: 8 * MiB });
+  t.teardown(() => e.close());
+  const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r));
+  const first = await e.read(f.fd, 0, 4096); // the first 4 KiB of a slab
+  await nextTurn(); // a full inline budget
+  const offs = Array.from({ length: 64 }, (_, i) => ((i * 7) % 250) * 4096);
+  t.equal(await readAllAt(e, f, offs), 0, 'every read has the right bytes');
+  t.ok(first.equals(f.data.subarray(0, 4096)), 'the result before the move keeps its bytes');
+  t.equal(e.stats().inlineBatches, 2, 'the first read, then all 64 in one system call (they end past its slab)');
+  // A batch that would not fit in a new slab either runs as it is. A 4 KiB read starts a slab;
+  // then 31 x 8 KiB and 4 KiB fill it exactly, and 8 KiB more would not fit after the batch's
+  // 252 KiB: the 32 run, and the last read is a batch of its own.
+  const lone = await e.read(f.fd, 4096, 4096);
+  await nextTurn();
+  const lens = [...Array.from({ length: 31 }, () => 8192), 4096, 8192];
+  const all = await Promise.all(lens.map((len, i) => e.read(f.fd, i * 8192, len)));
+  all.forEach((b, i) => t.ok(b.equals(f.data.subarray(i * 8192, i * 8192 + lens[i])), `read ${i}`));
+  t.ok(lone.equals(f.data.subarray(4096, 8192)));
+  t.equal(e.stats().inlineReads, 64 + 2 + 33);
+  t.equal(e.stats().inlineBatches, 2 + 1 + 2, 'the lone read, then 32 + 1');
+});
+
 t.test('reads stay inline while reads are on a ring; after a miss the next ones go to the ring', async (t) => {
   const f = dataFile(t, 4 * MiB + 100);
   const e = createEngine({ iovBytes: 16 * MiB });

@@ -485,7 +485,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     let n = this.#batchN;
     // (n === INLINE_PER_TURN is a guard for #batchQ's size: the turn's budget already bounds a batch)
     if (n !== 0 && (n === INLINE_PER_TURN || this.#batchBuf !== this.#slab ||
-      this.#slabOff + length > this.#slab.byteLength)) {
+      (this.#slabOff + length > this.#slab.byteLength && !this.#moveBatch(length)))) {
       this.#runBatch();
       n = 0;
     }
@@ -507,6 +507,22 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     this.#batchSeq[n] = seq;
     this.#batchTag[n] = tag;
     this.#batchN = n + 1;
+  }
+
+  // The batch, which no longer fits in its slab with `length` more bytes, moves to the start of a
+  // new slab (nothing has been read into it yet), so that it stays one system call; the old
+  // slab's tail stays unused. False when the batch already starts its slab or would not fit in a
+  // new one either: then it runs as it is.
+  #moveBatch(length: number): boolean {
+    const q = this.#batchQ;
+    const from = q[3];
+    const used = this.#slabOff - from;
+    if (from === 0 || used + length > SLAB_BYTES) return false;
+    this.#newSlab();
+    for (let k = 0; k < this.#batchN; k++) q[4 * k + 3] -= from;
+    this.#batchBuf = this.#slab;
+    this.#slabOff = used;
+    return true;
   }
 
   // Run the inline batch: one readBatch, then each read settles with its bytes, or (not all
