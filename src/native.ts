@@ -67,8 +67,8 @@ interface Binding {
   version(): string;
   collectGarbage(full: boolean, keepFlag: boolean, serial: boolean): void;
   allocBuffer(length: number): Buffer | null;
-  allocSlab(): ArrayBuffer | null;
-  slabStats(): { bytes: number; mapped: number; live: number; cached: number; cachedMax: number; reused: number };
+  allocPooled(n: number): ArrayBuffer | null;
+  poolStats(): { mapped: number; live: number; cached: number; cachedMax: number; reused: number; maxBlock: number };
   Service: new (dir: string, threads: number, executor: string, maxClients: number,
     log: (level: number, json: string) => void) => { stop(): void; stats(): import('./service').ServiceStats };
   serviceQuery(path: string): import('./service').ServiceStats | number;

@@ -396,7 +396,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("collectGarbage", Napi::Function::New(env, CollectGarbage, "collectGarbage"));
   RegisterPump(env, exports, state);
   RegisterInlineRead(env, exports, state);
-  RegisterSlab(env, exports);
+  RegisterPool(env, exports);
   RegisterLowLevel(env, exports, state);
   RegisterService(env, exports, state);
   return exports;

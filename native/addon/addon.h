@@ -161,8 +161,8 @@ class IovMethods {
 // Adds Pump, kick and fdInfo to `exports` (pump.cc).
 void RegisterPump(Napi::Env env, Napi::Object exports, EnvState *state);
 void RegisterInlineRead(Napi::Env env, Napi::Object exports, EnvState *state);
-// Adds allocSlab and slabStats: recycled memory for small copied results (slab.cc).
-void RegisterSlab(Napi::Env env, Napi::Object exports);
+// Adds allocPooled and poolStats: recycled memory for copied results (pool.cc).
+void RegisterPool(Napi::Env env, Napi::Object exports);
 
 // The iov or ring behind a JS Iov/Ior object (checked by type tag), or nullptr for any other
 // value and for a destroyed one (addon.cc).
