@@ -86,7 +86,9 @@ t.test('the engine copies results into pooled blocks: 2,000 reads of 4 KiB and 6
   }
   t.equal(bad, 0, 'every result has the right bytes');
   const after = binding.poolStats();
-  t.ok(after.reused > before.reused + 500, `blocks were reused (${after.reused - before.reused})`);
+  // How many come back before the next allocation of their class depends on when V8 frees them
+  // (490-526 of the 1,000 blocks measured); the old malloc path reused none.
+  t.ok(after.reused >= before.reused + 250, `blocks were reused (${after.reused - before.reused})`);
   // 2,000 reads are 16 slabs and 1,000 blocks of 64 KiB (66 MiB); collected every 100 reads
   // (about 3.3 MiB), little more is ever mapped.
   t.ok(mappedMax <= before.mapped + 16 * MiB, `at most ${mappedMax / MiB} MiB mapped (${before.mapped / MiB} before)`);
