@@ -65,8 +65,7 @@ t.test('the free lists hold at most cachedMax bytes; blocks freed beyond it are 
   t.equal(s2.cachedMax, 64 * MiB);
   t.ok(s2.cached <= s2.cachedMax && s2.cached > s2.cachedMax - MiB, `the free lists are full: ${s2.cached} bytes`);
   t.equal(s2.mapped, s2.live + s2.cached, `${(s1.mapped - s2.mapped) / MiB} MiB unmapped`);
-  t.ok(s1.mapped - s2.mapped >= 36 * MiB, 'at least the 100 MiB beyond the cap');
-  t.equal(many.length, 0);
+  t.ok(s1.mapped - s2.mapped >= 36 * MiB, 'at least the 36 of the 100 MiB that the cap has no room for');
 });
 
 t.test('the engine copies results into pooled blocks: 2,000 reads of 4 KiB and 64 KiB keep what is mapped bounded', async (t) => {

@@ -25,12 +25,13 @@ namespace {
 constexpr size_t kClasses[] = {16 << 10, 24 << 10, 32 << 10, 48 << 10, 64 << 10, 96 << 10, 128 << 10,
                                192 << 10, 256 << 10, 384 << 10, 512 << 10, 768 << 10, 1024 << 10};
 constexpr int kNumClasses = sizeof kClasses / sizeof kClasses[0];
-constexpr size_t kMaxBlock = 1024 << 10;
+constexpr size_t kMaxBlock = kClasses[kNumClasses - 1];
 // Free blocks kept for reuse at most, in bytes over all classes (64 MiB); a block freed beyond
 // this is unmapped. 16 concurrent 4 KiB readers at 600k reads a second kept at most 80 slabs
 // (20 MiB) mapped, live and free together.
 constexpr size_t kCachedMax = size_t(64) << 20;
 
+// The smallest class that holds `n` bytes, or -1 when `n` > kMaxBlock.
 int class_of(size_t n) {
   for (int c = 0; c < kNumClasses; c++)
     if (n <= kClasses[c]) return c;
@@ -77,7 +78,7 @@ void give_back(void *data, size_t length, void *) {
 // counts it as the ArrayBuffer's own memory, as it does a Buffer.allocUnsafeSlow's.
 Napi::Value AllocPooled(const Napi::CallbackInfo &info) {
   const int64_t n = info[0].As<Napi::Number>().Int64Value();
-  const int c = n >= 1 && size_t(n) <= kMaxBlock ? class_of(size_t(n)) : -1;
+  const int c = n >= 1 ? class_of(size_t(n)) : -1;
   if (c < 0) {
     Napi::RangeError::New(info.Env(), "allocPooled: n must be 1 .. 1 MiB").ThrowAsJavaScriptException();
     return info.Env().Undefined();
