@@ -195,7 +195,13 @@ t.test('reads stay inline while reads are on a ring; after a miss the next ones 
   small.forEach((b, k) => t.ok(b.equals(f.data.subarray((k + 1) * 4096, (k + 2) * 4096))));
   t.equal(e.stats().inlineReads, 3, 'a read on a ring does not stop inline reads');
   t.ok((await big).equals(f.data.subarray(0, 2 * MiB)));
-  // one batch: the first crosses end of file (short: a miss, to the ring), the others are inline
+  // one batch: the first crosses end of file (short: a miss, to the ring), the others are inline.
+  // The clock stands still from here to the next read, so "moments ago" holds on a loaded machine
+  // too (a pause of over INLINE_MISS_MS there made the next read inline: 1 run in 6).
+  const now = performance.now;
+  t.teardown(() => (performance.now = now));
+  const missAt = now.call(performance);
+  performance.now = () => missAt;
   const eof = e.read(f.fd, 4 * MiB, 4096);
   const rest = await Promise.all([5, 6].map((i) => e.read(f.fd, i * 4096, 4096)));
   t.equal(e.stats().inlineReads, 5);
@@ -203,10 +209,7 @@ t.test('reads stay inline while reads are on a ring; after a miss the next ones 
   t.equal(onRing, 1, 'the end-of-file read is on its ring');
   const next = e.read(f.fd, 7 * 4096, 4096);
   t.equal(e.stats().inFlight, 2, 'a miss moments ago with a read on a ring: straight to the ring');
-  const now = performance.now;
-  const later = now.call(performance) + 2;
-  performance.now = () => later; // 2 ms on, with both reads still on their rings
-  t.teardown(() => (performance.now = now));
+  performance.now = () => missAt + 2; // 2 ms on, with both reads still on their rings
   const again = e.read(f.fd, 8 * 4096, 4096);
   performance.now = now;
   t.equal(e.stats().inFlight, 2, 'a millisecond after the miss: inline again, though reads are on rings');
