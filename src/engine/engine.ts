@@ -1672,9 +1672,9 @@ const HUGE_MIN = 4 << 20;
 // Copied results up to this size take recycled blocks from the addon's pool (native/addon/pool.cc).
 const POOLED_MAX = 1 << 20;
 // Pool blocks handed out between two young collections at most (see #resultBuffer): twice the
-// view gate (COLLECT_GATE_BYTES); not swept (64 KiB reads at concurrency 16 ran 86-96k reads/s
-// with it, against 36-70k before the pool).
-const POOL_COLLECT_BYTES = 32 * 2 ** 20;
+// view gate, 32 MiB; not swept (64 KiB reads at concurrency 16 ran 86-96k reads/s with it,
+// against 36-70k before the pool).
+const POOL_COLLECT_BYTES = 2 * COLLECT_GATE_BYTES;
 
 /* c8 ignore next: the keep-alive interval's callback (its period is 2^30 ms) */
 function noop(): void {}
