@@ -337,8 +337,12 @@ t.test('a stream read the page cache cannot serve goes to a ring; a closed fd fa
   for await (const c of e.stream(source(), { window: 8 })) got.set(c.tag, c);
   t.equal(got.get('eof')!.result, 100);
   t.ok(got.get('eof')!.data!.equals(f.data.subarray(8192)), 'the 100 bytes before end of file');
-  t.equal(got.get('closed')!.result, -9);
-  t.match(got.get('closed')!.error, { name: 'UsrbioError', code: 'EBADF' });
+  // Another thread of this process (a worker's eventfd, say) may have been given the closed fd's
+  // number before the batch ran: then the fresh check finds a file that is not regular (EINVAL,
+  // seen 1 run in about 40). Either way only this request fails, with its errno named.
+  const closed = got.get('closed')!;
+  if (closed.result === -22) t.match(closed.error, { name: 'UsrbioError', code: 'EINVAL', message: /not a regular file/ });
+  else t.match(closed, { result: -9, error: { name: 'UsrbioError', code: 'EBADF' } });
   t.ok(got.get('ok')!.data!.equals(f.data.subarray(0, 4096)));
   t.ok(got.get('big')!.data!.equals(f.data.subarray(0, 8192)));
   t.ok(got.get('whole')!.data!.equals(f.data), 'above 8 KiB, inline');
