@@ -1,7 +1,7 @@
 // usrbio_bench.cpp - drive the USRBIO C API against a local file and print one JSON line.
 //
 //   usrbio_bench --file F [--mode pipe|batch] [--rw randread|read] [--bs N] [--qd N]
-//                [--seconds S] [--warmup S] [--touch 0|1] [--passes N]
+//                [--seconds S] [--warmup S] [--touch 0|1] [--passes N] [--direct 0|1]
 //
 // mode pipe:  keep `qd` I/Os in flight; every reaped completion is re-prepared at once and the
 //             ring is submitted after each reap (what an async application does).
@@ -10,6 +10,7 @@
 // touch 1 (default) writes the iov once before measuring, so the first pass does not pay for
 // page faults on fresh shared memory; touch 0 measures a fresh iov. passes > 1 reports every
 // pass (each `seconds` long) so a first pass can be compared with a second.
+// direct 1 opens the file with O_DIRECT (reads from the device, bs and offsets must be aligned).
 // The mount point given to the API is the file's directory (the embedded agent serves it).
 #include <fcntl.h>
 #include <hf3fs_usrbio.h>
@@ -45,7 +46,7 @@ static void die(const char *what, int err) {
 int main(int argc, char **argv) {
   std::string file, mode = "pipe", rw = "randread";
   uint64_t bs = 4096;
-  int qd = 64, passes = 1, touch = 1;
+  int qd = 64, passes = 1, touch = 1, direct = 0;
   double seconds = 5, warmup = 0.5;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
@@ -65,6 +66,7 @@ int main(int argc, char **argv) {
     else if (a == "--warmup") warmup = atof(val());
     else if (a == "--touch") touch = atoi(val());
     else if (a == "--passes") passes = atoi(val());
+    else if (a == "--direct") direct = atoi(val());
     else {
       fprintf(stderr, "usrbio_bench: unknown argument %s\n", a.c_str());
       return 2;
@@ -73,13 +75,13 @@ int main(int argc, char **argv) {
   if (file.empty() || bs == 0 || qd <= 0 || passes <= 0 || (mode != "pipe" && mode != "batch") ||
       (rw != "randread" && rw != "read")) {
     fprintf(stderr, "usage: usrbio_bench --file F [--mode pipe|batch] [--rw randread|read] [--bs N] [--qd N] "
-                    "[--seconds S] [--warmup S] [--touch 0|1] [--passes N]\n");
+                    "[--seconds S] [--warmup S] [--touch 0|1] [--passes N] [--direct 0|1]\n");
     return 2;
   }
   size_t slash = file.rfind('/');
   std::string mount = slash == std::string::npos ? "." : slash == 0 ? "/" : file.substr(0, slash);
 
-  int fd = open(file.c_str(), O_RDONLY);
+  int fd = open(file.c_str(), O_RDONLY | (direct ? O_DIRECT : 0));
   if (fd < 0) die("open", errno);
   struct stat st;
   fstat(fd, &st);
