@@ -73,9 +73,13 @@ int main(int argc, char **argv) {
     }
   }
   if (file.empty() || bs == 0 || qd <= 0 || passes <= 0 || (mode != "pipe" && mode != "batch") ||
-      (rw != "randread" && rw != "read")) {
+      (rw != "randread" && rw != "read") || (touch != 0 && touch != 1) || (direct != 0 && direct != 1)) {
     fprintf(stderr, "usage: usrbio_bench --file F [--mode pipe|batch] [--rw randread|read] [--bs N] [--qd N] "
                     "[--seconds S] [--warmup S] [--touch 0|1] [--passes N] [--direct 0|1]\n");
+    return 2;
+  }
+  if (direct && bs % 512) {
+    fprintf(stderr, "usrbio_bench: --direct 1 needs --bs to be a multiple of 512, got %llu\n", (unsigned long long)bs);
     return 2;
   }
   size_t slash = file.rfind('/');
@@ -209,9 +213,9 @@ int main(int argc, char **argv) {
   }
   per_pass += "]";
   double iops = double(tot_ios) / tot_s;
-  printf("{\"mode\":\"%s\",\"rw\":\"%s\",\"bs\":%llu,\"qd\":%d,\"touch\":%d,\"seconds\":%.3f,\"ios\":%llu,"
+  printf("{\"mode\":\"%s\",\"rw\":\"%s\",\"bs\":%llu,\"qd\":%d,\"touch\":%d,\"direct\":%d,\"seconds\":%.3f,\"ios\":%llu,"
          "\"iops\":%.0f,\"gbps\":%.4f,\"errors\":%llu,\"short\":%llu,\"iov_create_ms\":%.1f,\"passes\":%s}\n",
-         mode.c_str(), rw.c_str(), (unsigned long long)bs, qd, touch, tot_s, (unsigned long long)tot_ios, iops,
+         mode.c_str(), rw.c_str(), (unsigned long long)bs, qd, touch, direct, tot_s, (unsigned long long)tot_ios, iops,
          iops * double(bs) / 1e9, (unsigned long long)errors, (unsigned long long)short_reads, iov_create_ms, per_pass.c_str());
   hf3fs_dereg_fd(fd);
   close(fd);
