@@ -34,7 +34,7 @@
     {
       "target_name": "usrbio",
       "dependencies": ["hf3fs_usrbio"],
-      "sources": ["native/addon/addon.cc", "native/addon/pump.cc", "native/addon/lowlevel.cc", "native/addon/service.cc", "native/addon/inline_read.cc", "native/addon/pool.cc"],
+      "sources": ["native/addon/addon.cc", "native/addon/pump.cc", "native/addon/lowlevel.cc", "native/addon/service.cc", "native/addon/inline_read.cc", "native/addon/direct_read.cc", "native/addon/pool.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native/include"],
       "defines": ["NAPI_VERSION=9", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
       "cflags": ["-O2", "-g", "-fvisibility=hidden"],

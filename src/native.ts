@@ -49,7 +49,15 @@ export interface NativePump {
   detach(): void;
   destroy(): void;
 }
+/** O_DIRECT reads on this thread's own io_uring (native/addon/direct_read.cc). @internal */
+export interface NativeDirectRing {
+  submit(n: number): number;
+  destroy(): void;
+  readonly inflight: number;
+}
 interface Binding {
+  DirectRing: new (buf: ArrayBuffer, entries: number, reqs: Float64Array, cqes: Float64Array,
+    onComplete: (n: number) => void) => NativeDirectRing;
   Iov: new (mount: string, size: number, blockSize: number, numa: number, id?: Buffer) => NativeIov;
   Pump: new (mount: string, entries: number, ioDepth: number, timeoutMs: number, numa: number, iovId: Uint8Array,
     iovSize: number) => NativePump;

@@ -396,6 +396,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("collectGarbage", Napi::Function::New(env, CollectGarbage, "collectGarbage"));
   RegisterPump(env, exports, state);
   RegisterInlineRead(env, exports, state);
+  RegisterDirectRead(env, exports, state);
   RegisterPool(env, exports);
   RegisterLowLevel(env, exports, state);
   RegisterService(env, exports, state);

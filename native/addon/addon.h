@@ -161,6 +161,8 @@ class IovMethods {
 // Adds Pump, kick and fdInfo to `exports` (pump.cc).
 void RegisterPump(Napi::Env env, Napi::Object exports, EnvState *state);
 void RegisterInlineRead(Napi::Env env, Napi::Object exports, EnvState *state);
+// Adds DirectRing: O_DIRECT reads on the JS thread's own io_uring (direct_read.cc).
+void RegisterDirectRead(Napi::Env env, Napi::Object exports, EnvState *state);
 // Adds allocPooled and poolStats: recycled memory for copied results (pool.cc).
 void RegisterPool(Napi::Env env, Napi::Object exports);
 

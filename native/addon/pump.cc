@@ -447,8 +447,9 @@ Napi::Value Pull(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), it == g_pumps.end() ? -1 : it->second->pull_from_main());
 }
 
-// fdInfo(fd, out: Float64Array(3 or 4)) -> 0 and out = [dev, ino, O_ACCMODE bits, and with 4
-// elements 1 for a regular file opened without O_DIRECT (else 0)], or -errno.
+// fdInfo(fd, out: Float64Array(3 to 5)) -> 0 and out = [dev, ino, O_ACCMODE bits, and with 4
+// elements 1 for a regular file opened without O_DIRECT (else 0), and with 5 elements 1 for a
+// regular file or block device opened with O_DIRECT (else 0)], or -errno.
 Napi::Value FdInfo(const Napi::CallbackInfo &info) {
   int fd = info[0].As<Napi::Number>().Int32Value();
   auto out = info[1].As<Napi::Float64Array>();
@@ -461,6 +462,7 @@ Napi::Value FdInfo(const Napi::CallbackInfo &info) {
   out[1] = double(st.st_ino);
   out[2] = double(fl & O_ACCMODE);
   if (out.ElementLength() >= 4) out[3] = S_ISREG(st.st_mode) && !(fl & O_DIRECT) ? 1 : 0;
+  if (out.ElementLength() >= 5) out[4] = (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) && (fl & O_DIRECT) ? 1 : 0;
   return Napi::Number::New(info.Env(), S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) ? 0 : -EINVAL);
 }
 

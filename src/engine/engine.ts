@@ -18,7 +18,8 @@ import { Channel, DEAD, DETACHED, NONE, OP_READ, OP_WRITE, SELF_COMPLETED, SLEEP
 import { AbortError, abortError, closedError, errorResult, ioError } from './errors';
 import { callSignal, checkOptions, checkSignalOptions, describe, makeSignal, REQUEST_KEYS, type CallSignal,
   type RequestOptions } from './call-options';
-import { bufferedFd, newTick, noInline, releaseAll, useFd } from './fds';
+import { DirectReads } from './direct';
+import { bufferedFd, directFd, newTick, noInline, releaseAll, useFd } from './fds';
 import { resolveOptions, type EngineOptions, type ResolvedOptions } from './options';
 import { serviceOverride } from '../service';
 import type { PumpTask } from './pump-loop';
@@ -69,6 +70,9 @@ export interface EngineStats {
   /** System calls that served inline reads of at most 8 KiB: one per batch of those issued in
    * one synchronous stretch (an io_uring_enter, or preadv2 where io_uring is refused). */
   inlineBatches: number;
+  /** Reads of O_DIRECT files submitted to this thread's own io_uring rather than to a ring (the
+   * direct path: local mounts only; also counted in submitted). */
+  directReads: number;
   workers: WorkerStats[];
 }
 
@@ -138,6 +142,8 @@ const RING_MODE_LOW = 8;
 const INLINE_NO = 0;
 const INLINE_NOW = 1;
 const INLINE_LATER = 2;
+// #chan of a read on the direct path (no channel).
+const DIRECT_CHAN = -1;
 
 /** A read to be served inline at the next event-loop turn (Engine.#refillInline): a read()'s
  * (resolve, reject) or a stream's (stream, seq, tag). */
@@ -297,6 +303,10 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
   #batchStream: (CompletionStream | undefined)[] = [];
   #batchSeq = new Float64Array(INLINE_PER_TURN);
   #batchTag: unknown[] = [];
+  // O_DIRECT reads on this thread's io_uring (see direct.ts), made by the first such read; while
+  // it is full, or where it is off, those reads go to the rings.
+  #direct: DirectReads | null = null;
+  #directState: number; // 0 not made yet, 1 made, -1 off (3FS mount, USRBIO_DIRECT_URING=0, io_uring refused)
   #ringMode = false; // the application's concurrency is high: no inline reads (see DEFER_MAX)
   #lowFlushes = 0; // flushes in a row in ring mode with at most RING_MODE_EXIT in flight
   #inflightBytes = 0;
@@ -314,7 +324,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
   #cancelling = false;
   #destroyed = false; // the pool is being destroyed
   #stats = { submitted: 0, completed: 0, failed: 0, cancelled: 0, bytesRead: 0, bytesWritten: 0, copiedResults: 0,
-    splitRequests: 0, collections: 0, inlineReads: 0, inlineBatches: 0 };
+    splitRequests: 0, collections: 0, inlineReads: 0, inlineBatches: 0, directReads: 0 };
 
   /** Create an engine; options are validated (TypeError/RangeError naming the option). */
   constructor(options?: EngineOptions) {
@@ -323,6 +333,8 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     this.options = Object.freeze(o);
     if (o.service !== null) serviceOverride(o.mount, o.service);
     this.#iov = wrapNative('hf3fs_iovcreate', `mount ${o.mount}`, () => new Iov(o.mount, o.iovBytes, 0, o.numa));
+    this.#directState = process.env.USRBIO_DIRECT_URING === '0' || (binding as unknown as MountKinds).lowlevel.mountKind(o.mount) !== 0
+      ? -1 : 0;
     this.#native = this.#iov.native as Required<NativeIov>;
     this.#ab = this.#native.view();
     this.#u8 = new Uint8Array(this.#ab);
@@ -759,6 +771,8 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
       this.#wake();
       await this.#admission.onIdle();
       while (this.#inflight > 0) await new Promise<void>((r) => (this.#idle = r));
+      this.#direct?.destroy(); // nothing in flight on it now
+      this.#direct = null;
       this.#destroyed = true;
       clearImmediate(this.#collectImm); // the iov goes: nothing to collect for
       await this.#pool.destroy();
@@ -1015,7 +1029,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
       if (this.#kind[id] !== FREE && this.#split[id] === sp) {
         onRings++;
         if (this.#cancelled[id]) continue;
-        this.#channels[this.#chan[id]].cancel(this.#pos[id]);
+        if (this.#chan[id] !== DIRECT_CHAN) this.#channels[this.#chan[id]].cancel(this.#pos[id]);
         this.#cancelled[id] = 1;
       }
     }
@@ -1181,9 +1195,10 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     resolve: ((v: never) => void) | null, reject: ((e: unknown) => void) | null, stream: CompletionStream | null,
     seq: number, tag: unknown, signal: AbortSignal | undefined, split: Split | null): number {
     if (this.#nFree === 0 || this.#inflightBytes + length > this.options.maxInflightBytes) return BUSY;
-    const ci = this.#pickChannel();
+    const direct = op === OP_READ && this.#directState >= 0 && directFd(fd) && this.#directRoom();
+    const ci = direct ? DIRECT_CHAN : this.#pickChannel();
     /* c8 ignore next: every channel full or recovering from a dead worker */
-    if (ci < 0) return BUSY;
+    if (ci < 0 && !direct) return BUSY;
     let start = -1;
     let units = 0;
     let asView = 0;
@@ -1202,14 +1217,20 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
       if (op === OP_WRITE) this.#u8.set(data!, iovOffset);
     }
     const id = this.#freeIds[--this.#nFree];
-    const ch = this.#channels[ci];
     let kind: number;
     if (split) kind = op === OP_READ ? X_READ : X_WRITE;
     else if (stream) kind = op === OP_READ ? S_READ : S_WRITE;
     else kind = op === OP_READ ? P_READ : P_WRITE;
     this.#kind[id] = kind;
     this.#chan[id] = ci;
-    this.#pos[id] = ch.push(id, op, fd, offset, length, iovOffset);
+    if (direct) {
+      this.#direct!.push(id, fd, offset, length, iovOffset);
+      this.#pos[id] = -1;
+      this.#stats.directReads++;
+    } else {
+      this.#pos[id] = this.#channels[ci].push(id, op, fd, offset, length, iovOffset);
+      this.#wSubmitted[ci]++;
+    }
     this.#start[id] = start;
     this.#units[id] = units;
     this.#asView[id] = asView;
@@ -1234,9 +1255,25 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
     this.#inflightBytes += length;
     this.#hold();
     this.#stats.submitted++;
-    this.#wSubmitted[ci]++;
     this.#scheduleFlush();
     return ADMITTED;
+  }
+
+  // Whether the direct path has room for another read; makes its ring on first use (and turns
+  // the path off for good where io_uring is refused). Call only while #directState >= 0.
+  #directRoom(): boolean {
+    if (this.#direct === null) {
+      try {
+        this.#direct = new DirectReads(this.#ab, this.#complete);
+        this.#directState = 1;
+        /* c8 ignore start: where io_uring is refused */
+      } catch {
+        this.#directState = -1;
+        return false;
+      }
+      /* c8 ignore stop */
+    }
+    return !this.#direct.full;
   }
 
   // The channel for the next request: the current one while it has room, else the live one
@@ -1270,6 +1307,7 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
       else if (++this.#lowFlushes >= RING_MODE_LOW) this.#ringMode = false;
     }
     this.#tick = newTick();
+    this.#direct?.publish();
     const cs = this.#channels;
     let self = false;
     for (let i = 0; i < cs.length; i++) {
@@ -1638,7 +1676,8 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
 
   // Cancel admitted request `id` (its listener is removed once it completes or fails).
   #cancel(id: number, signal: AbortSignal | null): void {
-    this.#channels[this.#chan[id]].cancel(this.#pos[id]);
+    // (a read on the direct path is in the kernel already: it completes, then #finish frees it)
+    if (this.#chan[id] !== DIRECT_CHAN) this.#channels[this.#chan[id]].cancel(this.#pos[id]);
     this.#stats.cancelled++;
     const e = signal ? abortError(signal) : new AbortError();
     this.#fail(id, e, errorResult(e));
@@ -1668,6 +1707,10 @@ export class Engine extends EventEmitter<EngineEvents> implements ViewOwner, Str
 }
 
 const CLOSE_KEYS: ReadonlySet<string> = new Set(['cancel']);
+// The one low-level binding call the engine makes (src/lowlevel.ts types the rest).
+interface MountKinds {
+  lowlevel: { mountKind(mount: string): number };
+}
 const HUGE_MIN = 4 << 20;
 // Copied results up to this size take recycled blocks from the addon's pool (native/addon/pool.cc).
 const POOLED_MAX = 1 << 20;

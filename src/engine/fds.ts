@@ -9,6 +9,7 @@ interface FdRecord {
   ino: number;
   accmode: number;
   buffered: boolean; // a regular file without O_DIRECT: page-cache reads may complete inline
+  direct: boolean; // a regular file or block device opened with O_DIRECT (see src/engine/direct.ts)
   users: Set<object>; // engines using the registration
   checked: number; // flush tick of the last check
 }
@@ -21,7 +22,7 @@ let ticks = 0;
 export function newTick(): number {
   return ++ticks;
 }
-const info = new Float64Array(4);
+const info = new Float64Array(5);
 
 function fdError(fd: number, errno: number, what: string): UsrbioError {
   const code = errnoName(errno);
@@ -34,7 +35,8 @@ function register(fd: number, user: object): FdRecord {
   const e = binding.regFd(fd);
   /* c8 ignore next: fdInfo accepted the fd, so only a full registration table fails here */
   if (e > 0) throw fdError(fd, e, 'registration failed');
-  const rec: FdRecord = { dev: info[0], ino: info[1], accmode: info[2], buffered: info[3] === 1, users: new Set([user]),
+  const rec: FdRecord = { dev: info[0], ino: info[1], accmode: info[2], buffered: info[3] === 1,
+    direct: info[4] === 1, users: new Set([user]),
     checked: -1 };
   records.set(fd, rec);
   return rec;
@@ -72,6 +74,11 @@ export function useFd(fd: number, user: object, write: boolean, tick: number): v
  * without O_DIRECT whose filesystem has not refused RWF_NOWAIT. */
 export function bufferedFd(fd: number): boolean {
   return records.get(fd)!.buffered;
+}
+
+/** Whether `fd` (registered by useFd) was opened with O_DIRECT. */
+export function directFd(fd: number): boolean {
+  return records.get(fd)!.direct;
 }
 
 /** Stop trying inline reads on `fd` (its filesystem refused RWF_NOWAIT). */
