@@ -224,3 +224,26 @@ t.test('the native DirectRing checks its arguments and records', async (t) => {
   ring.destroy();
   t.equal(ring.submit(1), -9, 'EBADF once destroyed');
 });
+
+t.test('a read waiting for space whose O_DIRECT fd was found closed meanwhile fails alone, with EBADF', async (t) => {
+  const path = join(scratch(t), 'closed.bin');
+  const data = pattern(2 * MiB, 9);
+  writeFileSync(path, data);
+  const fd = openSync(path, constants.O_RDONLY | constants.O_DIRECT);
+  const e = createEngine({ iovBytes: 1 * MiB, viewBytes: 1 * MiB, copyMaxBytes: 0, spaceWaitMs: 10000 });
+  t.teardown(() => e.close());
+  const held = await e.read(fd, 0, 1 * MiB); // a view holding the whole iov
+  const queued = e.read(fd, 1 * MiB, 4096); // waits for space
+  await new Promise((r) => setImmediate(r));
+  t.equal(e.stats().queued, 1);
+  closeSync(fd);
+  const fresh = await e.read(fd, 0, 4096).catch((err: UsrbioError) => err);
+  t.equal((fresh as UsrbioError).code, 'EBADF', 'a new read of the closed fd fails at once');
+  held.release();
+  const late = await queued.catch((err: UsrbioError) => err);
+  t.ok(late instanceof UsrbioError, 'the waiting read fails instead of crashing the admission');
+  t.equal((late as UsrbioError).code, 'EBADF');
+  t.equal(e.stats().directReads, 1, 'only the first read took the direct path');
+  const f = directFile(t, 64 * KiB);
+  t.ok((await e.read(f.fd, 0, 4096)).equals(f.data.subarray(0, 4096)), 'the engine goes on');
+});

@@ -76,9 +76,10 @@ export function bufferedFd(fd: number): boolean {
   return records.get(fd)!.buffered;
 }
 
-/** Whether `fd` (registered by useFd) was opened with O_DIRECT. */
+/** Whether `fd` was opened with O_DIRECT, as registered by useFd. False when it is no longer
+ * registered (a request admitted after its fd was found closed: a ring then fails it). */
 export function directFd(fd: number): boolean {
-  return records.get(fd)!.direct;
+  return records.get(fd)?.direct === true;
 }
 
 /** Stop trying inline reads on `fd` (its filesystem refused RWF_NOWAIT). */
