@@ -41,7 +41,10 @@
       "cflags_cc": ["-std=gnu++20"],
       "cflags_cc!": ["-std=gnu++17"],
       "libraries": ["-L<(PRODUCT_DIR)", "-lhf3fs_usrbio"],
-      "ldflags": ["-Wl,-rpath,'$$ORIGIN'"]
+      # -z nodelete: Node dlcloses an addon a worker thread loaded when that worker exits, before
+      # its isolate frees the ArrayBuffers whose deleters and weak callbacks are in this library
+      # (pool.cc, Iov.slice): unloaded, they crashed the process at the worker's exit.
+      "ldflags": ["-Wl,-rpath,'$$ORIGIN'", "-Wl,-z,nodelete"]
     }
   ]
 }
