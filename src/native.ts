@@ -66,6 +66,7 @@ interface Binding {
   readNow(fd: number, buf: Uint8Array, at: number, length: number, offset: number): number;
   readBatch(n: number, reqs: Float64Array, buf: Uint8Array): number;
   inlineReader(): number;
+  inlineHelper(out: Float64Array): number;
   Ior: new (mount: string, entries: number, forRead: boolean, ioDepth: number, timeoutMs: number, numa: number,
     flags: number) => NativeIor;
   regFd(fd: number): number;

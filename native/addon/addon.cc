@@ -309,6 +309,7 @@ void EnvState::Cleanup(void *p) {
   for (Owned *o : std::set<Owned *>(s->owned)) o->release();
   for (Ior *r : std::set<Ior *>(s->iors)) r->release();
   for (Iov *v : std::set<Iov *>(s->iovs)) v->release();
+  destroy_batch_helper(s->helper);  // joined before anything it could read goes
   destroy_inline_reader(s->reader);
   delete s;
 }

@@ -39,10 +39,14 @@ struct Owned {
 struct SliceRef;
 class InlineReader;
 void destroy_inline_reader(InlineReader *r);
+class BatchHelper;
+void destroy_batch_helper(BatchHelper *h);
 struct EnvState {
   SliceRef *slices = nullptr;  // Iov.slice ArrayBuffers not yet collected (a list; see addon.cc)
   InlineReader *reader = nullptr;  // readBatch's io_uring (inline_read.cc), set when reader_state is 1
   int reader_state = 0;            // 0 not tried yet, 1 made, -1 unavailable (preadv2 instead)
+  BatchHelper *helper = nullptr;   // shares large readBatch calls (inline_read.cc), when helper_state is 1
+  int helper_state = 0;            // 0 not tried yet, 1 running, -1 not used
   std::set<Owned *> owned;
   std::set<Iov *> iovs;  // wrappers still holding an iov
   std::set<Ior *> iors;  // wrappers still holding a ring

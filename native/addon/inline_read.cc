@@ -7,7 +7,16 @@
 // or more; where io_uring is refused (or USRBIO_INLINE_URING=0) a batch is n preadv2 calls.
 // Every read carries RWF_NOWAIT, so io_uring never hands one to a kernel worker: a range the
 // page cache does not hold whole comes back short or -EAGAIN, and the engine sends it to a ring.
+//
+// A batch of kHelperMin reads or more is shared with the environment's BatchHelper thread where
+// the process may run on two CPUs or more: both threads take chunks of kHelperChunk reads until
+// none is left, and readBatch returns when every chunk is done. Most of an inline read's time is
+// the kernel's copy from the page cache (4 KiB reads at concurrency 64: 64% of the JS thread in
+// the kernel, a third of it in _copy_to_iter), so the second CPU halves that part.
+#include <linux/futex.h>
 #include <linux/io_uring.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -23,6 +32,8 @@
 #include "addon.h"
 
 namespace usrbio_addon {
+
+constexpr int kHelperMin = 16;  // the smallest batch shared with the BatchHelper
 
 // One environment's io_uring for inline batches. Used by its JS thread only.
 class InlineReader {
@@ -138,6 +149,229 @@ ssize_t read_now(int fd, uint8_t *dst, size_t len, off_t off) {
   return n < 0 ? -errno : n;
 }
 
+uint64_t now_ns() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return uint64_t(t.tv_sec) * 1000000000u + uint64_t(t.tv_nsec);
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Run reads [0, n) of the arrays with reader `*r` (null: preadv2). A ring that fails is deleted
+// and *r set to null; the reads are then made again with preadv2 (they are idempotent).
+void run_reads(InlineReader *&r, int n, const int *fd, const double *off, const uint32_t *len, uint8_t *const *dst,
+               double *res) {
+  if (r && n > 1) {
+    if (r->run(n, fd, off, len, dst, res) == 0) return;
+    delete r;
+    r = nullptr;
+  }
+  for (int k = 0; k < n; k++) res[k] = double(read_now(fd[k], dst[k], len[k], off_t(off[k])));
+}
+
+}  // namespace
+
+// A second thread for large inline batches (see the top of this file). One per environment,
+// made on its first batch of kHelperMin reads or more; stopped and joined by the environment's
+// cleanup. Between batches it spins for twice the moving average of the gap between them (at
+// most USRBIO_INLINE_HELPER_SPIN_US, default 1000), yielding its CPU every 16 us, then sleeps on
+// a futex that the JS thread wakes when it publishes a batch. The JS thread never waits for the
+// helper to wake: it runs every chunk not yet taken, and waits only for those the helper started.
+class BatchHelper {
+ public:
+  static constexpr int kChunk = 8;
+
+  // Start the thread; false when it could not be made (the batches then run on the JS thread).
+  bool start() {
+    const char *spin = getenv("USRBIO_INLINE_HELPER_SPIN_US");
+    if (spin && *spin) spin_max_ns_ = uint64_t(std::clamp(atof(spin), 0.0, 10000.0) * 1000);
+    // The thread may run on every CPU of the process but the one the JS thread is on now.
+    // Otherwise a futex wake from the JS thread places it on the waker's CPU (wake-affine), where
+    // its spin only keeps the JS thread from running.
+    cpu_set_t set;
+    const int here = sched_getcpu();
+    if (sched_getaffinity(0, sizeof set, &set) != 0 || here < 0 || here >= CPU_SETSIZE) return false;
+    CPU_CLR(here, &set);
+    if (CPU_COUNT(&set) == 0) return false;
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) != 0) return false;
+    pthread_attr_setaffinity_np(&attr, sizeof set, &set);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);  // signals go to the application's threads
+    started_ = pthread_create(&thread_, &attr, [](void *p) -> void * {
+      static_cast<BatchHelper *>(p)->loop();
+      return nullptr;
+    }, this) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    pthread_attr_destroy(&attr);
+    return started_;
+  }
+
+  ~BatchHelper() {
+    stop_.store(true);
+    wake();
+    if (started_) pthread_join(thread_, nullptr);
+  }
+
+  // Run reads [0, n) as InlineReader::run does, sharing them with the helper thread; `mine` is
+  // the calling thread's reader (null: preadv2; set to null if its ring failed). Returns when
+  // every read has its result. The arrays must stay valid until then. JS thread only.
+  void run(InlineReader *&mine, int n, const int *fd, const double *off, const uint32_t *len, uint8_t *const *dst,
+           double *res) {
+    const int chunks = (n + kChunk - 1) / kChunk;
+    n_ = n;
+    fd_ = fd;
+    off_ = off;
+    len_ = len;
+    dst_ = dst;
+    res_ = res;
+    done_.store(0, std::memory_order_relaxed);
+    const uint64_t seq = (claim_.load(std::memory_order_relaxed) >> 32) + 1;
+    claim_.store((seq << 32) | (uint64_t(chunks) << 16), std::memory_order_seq_cst);
+    if (sleeping_.load(std::memory_order_seq_cst)) wake();
+    int c;
+    while ((c = take(seq)) >= 0) {
+      chunk(mine, c);
+      done_.fetch_add(1, std::memory_order_release);
+    }
+    // Every chunk is taken: wait for those the helper is running.
+    const uint64_t t0 = done_.load(std::memory_order_acquire) == chunks ? 0 : now_ns();
+    for (unsigned spins = 0; done_.load(std::memory_order_acquire) != chunks; spins++) {
+      if (spins < 4096) cpu_relax();
+      else sched_yield();
+    }
+    batches_++;
+    if (t0 && now_ns() - t0 > 100000) stalls_++;
+  }
+
+  // [batches run, chunks the helper thread ran, batches that waited over 100 us for it, sleeps]
+  void stats(double *out) const {
+    out[0] = double(batches_);
+    out[1] = double(helper_chunks_.load(std::memory_order_relaxed));
+    out[2] = double(stalls_);
+    out[3] = double(sleeps_.load(std::memory_order_relaxed));
+  }
+
+ private:
+  // Claim the next chunk of job `seq`, or -1 when none is left (or the job is over).
+  int take(uint64_t seq) {
+    uint64_t v = claim_.load(std::memory_order_acquire);
+    for (;;) {
+      if ((v >> 32) != seq || (v & 0xffff) >= ((v >> 16) & 0xffff)) return -1;
+      if (claim_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel, std::memory_order_acquire))
+        return int(v & 0xffff);
+    }
+  }
+
+  void chunk(InlineReader *&r, int c) {
+    const int b = c * kChunk;
+    const int m = std::min(kChunk, n_ - b);
+    run_reads(r, m, fd_ + b, off_ + b, len_ + b, dst_ + b, res_ + b);
+  }
+
+  void wake() {
+    wake_word_.fetch_add(1, std::memory_order_seq_cst);
+    syscall(SYS_futex, reinterpret_cast<uint32_t *>(&wake_word_), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  }
+
+  void loop() {
+    pthread_setname_np(pthread_self(), "usrbio-inline");
+    InlineReader *ring = new InlineReader;
+    if (!ring->init()) {
+      delete ring;
+      ring = nullptr;
+    }
+    uint64_t seen = 0;         // the last job looked at
+    uint64_t gap_ns = 50000;   // moving average of the idle time before a job
+    uint64_t idle_since = 0;   // when the last job's chunks ran out
+    while (!stop_.load(std::memory_order_relaxed)) {
+      const uint64_t seq = claim_.load(std::memory_order_acquire) >> 32;
+      if (seq != seen) {
+        if (idle_since) {
+          const uint64_t g = std::min(now_ns() - idle_since, 2 * spin_max_ns_);
+          gap_ns = (gap_ns * 7 + g) / 8;
+        }
+        seen = seq;
+        int c;
+        while ((c = take(seq)) >= 0) {
+          chunk(ring, c);
+          helper_chunks_.fetch_add(1, std::memory_order_relaxed);
+          done_.fetch_add(1, std::memory_order_release);
+        }
+        idle_since = now_ns();
+        continue;
+      }
+      // Wait for the next job: spin for twice the usual gap (at most spin_max_ns_), yielding the
+      // CPU every 16 us to whatever else may run on it, then sleep on the futex.
+      const uint64_t window = std::min(spin_max_ns_, 2 * gap_ns + 5000);
+      const uint64_t t0 = now_ns();
+      uint64_t last_yield = t0;
+      bool hit = false;
+      for (unsigned k = 0; window; k++) {
+        cpu_relax();
+        if ((claim_.load(std::memory_order_acquire) >> 32) != seen || stop_.load(std::memory_order_relaxed)) {
+          hit = true;
+          break;
+        }
+        if ((k & 63) == 63) {
+          const uint64_t t = now_ns();
+          if (t - t0 > window) break;
+          if (t - last_yield > 16000) {
+            sched_yield();
+            last_yield = t;
+          }
+        }
+      }
+      if (hit) continue;
+      const uint32_t w = wake_word_.load(std::memory_order_seq_cst);
+      sleeping_.store(1, std::memory_order_seq_cst);
+      if ((claim_.load(std::memory_order_seq_cst) >> 32) == seen && !stop_.load(std::memory_order_seq_cst)) {
+        sleeps_.fetch_add(1, std::memory_order_relaxed);
+        syscall(SYS_futex, reinterpret_cast<uint32_t *>(&wake_word_), FUTEX_WAIT_PRIVATE, w, nullptr, nullptr, 0);
+      }
+      sleeping_.store(0, std::memory_order_relaxed);
+    }
+    delete ring;
+  }
+
+  // The job: written by the JS thread before it publishes claim_, read by both until done_.
+  int n_ = 0;
+  const int *fd_ = nullptr;
+  const double *off_ = nullptr;
+  const uint32_t *len_ = nullptr;
+  uint8_t *const *dst_ = nullptr;
+  double *res_ = nullptr;
+  // (job number << 32) | (chunks << 16) | next chunk to take; a chunk is taken by CAS on it.
+  std::atomic<uint64_t> claim_{0};
+  std::atomic<int> done_{0};  // chunks of the current job finished
+  std::atomic<uint32_t> wake_word_{0};  // the helper's futex
+  std::atomic<int> sleeping_{0};
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> helper_chunks_{0}, sleeps_{0};
+  uint64_t batches_ = 0, stalls_ = 0;  // JS thread only
+  uint64_t spin_max_ns_ = 1000000;
+  pthread_t thread_{};
+  bool started_ = false;
+};
+
+void destroy_batch_helper(BatchHelper *h) { delete h; }
+
+namespace {
+
+// Whether this process may run on two CPUs or more.
+bool two_cpus() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return false;
+  return CPU_COUNT(&set) >= 2;
+}
+
 // readNow(fd, buf, at, length, offset) -> bytes read, or -errno. One preadv2(RWF_NOWAIT) of
 // `length` bytes at file `offset` into buf[at..]: it copies what the page cache holds and never
 // waits for the device (-EAGAIN when nothing of the range is cached; a short count when only a
@@ -201,19 +435,43 @@ Napi::Value ReadBatch(const Napi::CallbackInfo &info) {
       state->reader_state = -1;
     }
   }
-  bool done = false;
-  if (n > 1 && state->reader_state > 0) {
-    done = state->reader->run(n, fds, offs, lens, dst, res) == 0;
-    if (!done) {  // a broken ring: drop it (and what it holds), preadv2 from now on
-      delete state->reader;
-      state->reader = nullptr;
-      state->reader_state = -1;
+  if (n >= kHelperMin && state->helper_state == 0) {
+    const char *env = getenv("USRBIO_INLINE_HELPER");
+    state->helper_state = -1;
+    if (!(env && strcmp(env, "0") == 0) && two_cpus()) {
+      auto *h = new BatchHelper;
+      if (h->start()) {
+        state->helper = h;
+        state->helper_state = 1;
+      } else {
+        delete h;
+      }
     }
   }
-  if (!done)
-    for (int k = 0; k < n; k++) res[k] = double(read_now(fds[k], dst[k], lens[k], off_t(offs[k])));
+  if (n >= kHelperMin && state->helper_state > 0)
+    state->helper->run(state->reader, n, fds, offs, lens, dst, res);
+  else
+    run_reads(state->reader, n, fds, offs, lens, dst, res);
+  // a broken ring was dropped (with what it held): preadv2 from now on
+  if (state->reader_state > 0 && !state->reader) state->reader_state = -1;
   for (int k = 0; k < n; k++) q[4 * n + k] = res[k];
   return Napi::Number::New(env, 0);
+}
+
+// inlineHelper(out: Float64Array(5)) -> fills out with [state, batches shared, chunks the
+// helper ran, batches that waited over 100 us for it, times it went to sleep]; state is 1 when this environment's large
+// batches are shared with a BatchHelper thread, -1 when they are not (one CPU, no thread, or
+// USRBIO_INLINE_HELPER=0), 0 before its first batch of kHelperMin reads or more.
+Napi::Value InlineHelperStats(const Napi::CallbackInfo &info) {
+  auto *state = static_cast<EnvState *>(info.Data());
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      info[0].As<Napi::Float64Array>().ElementLength() < 5)
+    return Napi::Number::New(info.Env(), -EINVAL);
+  double *out = info[0].As<Napi::Float64Array>().Data();
+  out[0] = state->helper_state;
+  out[1] = out[2] = out[3] = out[4] = 0;
+  if (state->helper) state->helper->stats(out + 1);
+  return Napi::Number::New(info.Env(), 0);
 }
 
 // inlineReader() -> 1 when this environment's batches use io_uring, -1 when they use preadv2
@@ -228,6 +486,7 @@ void RegisterInlineRead(Napi::Env env, Napi::Object exports, EnvState *state) {
   exports.Set("readNow", Napi::Function::New(env, ReadNow, "readNow"));
   exports.Set("readBatch", Napi::Function::New(env, ReadBatch, "readBatch", state));
   exports.Set("inlineReader", Napi::Function::New(env, InlineReaderState, "inlineReader", state));
+  exports.Set("inlineHelper", Napi::Function::New(env, InlineHelperStats, "inlineHelper", state));
 }
 
 }  // namespace usrbio_addon
