@@ -1,5 +1,6 @@
-// The inline helper: an inline batch of 16 reads or more is shared, in chunks of 8, with one
-// helper thread per environment ("usrbio-inline"), where the process may run on two CPUs or more.
+// The inline helper: an inline batch of 4 reads or more is shared, in chunks of half the batch
+// (at most 8 reads), with one helper thread per environment ("usrbio-inline"), where the process
+// may run on two CPUs or more.
 // Results are the same whichever thread made a read; the helper sleeps when batches stop coming,
 // and it is joined when its environment goes.
 import t from 'tap';
@@ -52,7 +53,7 @@ t.test('the engine\'s batches of 64 are shared with the helper on two CPUs; ever
   const f = dataFile(t, 8 * MiB);
   const e = createEngine({ iovBytes: 4 * MiB });
   t.teardown(() => e.close());
-  t.equal(helperStats().state, 0, 'no helper before the first batch of 16');
+  t.equal(helperStats().state, 0, 'no helper before the first batch of 4');
   const pages = (8 * MiB) / 4096;
   let bad = 0;
   let rounds = 0;
@@ -82,8 +83,7 @@ t.test('a shared readBatch gives each read its own result: bytes, short at end o
   const f = dataFile(t, MiB);
   const n = 64;
   const buf = new Uint8Array(n * 8 * KiB);
-  const q = new Float64Array(5 * n);
-  const before = helperStats();
+  const all = new Float64Array(4 * n);
   const want: number[] = [];
   for (let k = 0; k < n; k++) {
     const len = 512 + ((k * 977) % (8 * KiB - 512));
@@ -91,24 +91,29 @@ t.test('a shared readBatch gives each read its own result: bytes, short at end o
     let off = ((k * 7919) % 200) * 4096;
     if (k % 11 === 5) off = MiB - 100; // crosses the end of the file
     if (k % 17 === 3) fd = 1 << 30; // not an open fd
-    q.set([fd, off, len, k * 8 * KiB], 4 * k);
+    all.set([fd, off, len, k * 8 * KiB], 4 * k);
     want.push(fd !== f.fd ? -9 : Math.min(len, MiB - off));
   }
-  let wrong = 0;
-  for (let round = 0; round < 200; round++) {
-    buf.fill(0);
-    q.fill(-1, 4 * n);
-    t.equal(binding.readBatch(n, q, buf), 0);
-    for (let k = 0; k < n; k++) {
-      const r = q[4 * n + k];
-      if (r !== want[k]) wrong++;
-      else if (r > 0 && !Buffer.from(buf.buffer, k * 8 * KiB, r).equals(f.data.subarray(q[4 * k + 1], q[4 * k + 1] + r))) wrong++;
+  // 64 (8 chunks of 8), 5 (3 + 2) and 4 (2 + 2) are shared; 3 is not (below 4)
+  for (const m of [64, 5, 4, 3]) {
+    const q = new Float64Array(5 * m);
+    q.set(all.subarray(0, 4 * m));
+    const before = helperStats();
+    let wrong = 0;
+    for (let round = 0; round < 200; round++) {
+      buf.fill(0);
+      q.fill(-1, 4 * m);
+      t.equal(binding.readBatch(m, q, buf), 0);
+      for (let k = 0; k < m; k++) {
+        const r = q[4 * m + k];
+        if (r !== want[k]) wrong++;
+        else if (r > 0 && !Buffer.from(buf.buffer, k * 8 * KiB, r).equals(f.data.subarray(q[4 * k + 1], q[4 * k + 1] + r))) wrong++;
+      }
     }
+    t.equal(wrong, 0, `every result and every byte as a lone read gives them, in 200 batches of ${m}`);
+    const h = helperStats();
+    t.equal(h.batches - before.batches, TWO_CPUS && m >= 4 ? 200 : 0, `batches of ${m} shared: ${TWO_CPUS && m >= 4}`);
   }
-  t.equal(wrong, 0, 'every result and every byte as a lone read gives them, in 200 batches of 64');
-  const h = helperStats();
-  if (TWO_CPUS) t.equal(h.batches - before.batches, 200, 'all 200 shared');
-  else t.equal(h.batches, 0);
 });
 
 t.test('the helper sleeps when batches stop: no CPU used while idle', async (t) => {

@@ -9,8 +9,8 @@
 // page cache does not hold whole comes back short or -EAGAIN, and the engine sends it to a ring.
 //
 // A batch of kHelperMin reads or more is shared with the environment's BatchHelper thread where
-// the process may run on two CPUs or more: both threads take chunks of kHelperChunk reads until
-// none is left, and readBatch returns when every chunk is done. Most of an inline read's time is
+// the process may run on two CPUs or more: both threads take chunks (half the batch, at most
+// BatchHelper::kChunk reads) until none is left, and readBatch returns when every chunk is done. Most of an inline read's time is
 // the kernel's copy from the page cache (4 KiB reads at concurrency 64: 64% of the JS thread in
 // the kernel, a third of it in _copy_to_iter), so the second CPU halves that part.
 #include <linux/futex.h>
@@ -33,7 +33,7 @@
 
 namespace usrbio_addon {
 
-constexpr int kHelperMin = 16;  // the smallest batch shared with the BatchHelper
+constexpr int kHelperMin = 4;  // the smallest batch shared with the BatchHelper (2 chunks of 2)
 
 // One environment's io_uring for inline batches. Used by its JS thread only.
 class InlineReader {
@@ -185,7 +185,7 @@ void run_reads(InlineReader *&r, int n, const int *fd, const double *off, const 
 // helper to wake: it runs every chunk not yet taken, and waits only for those the helper started.
 class BatchHelper {
  public:
-  static constexpr int kChunk = 8;
+  static constexpr int kChunk = 8;  // the most reads in one chunk (a batch of n has chunks of min(8, ceil(n/2)))
 
   // Start the thread; false when it could not be made (the batches then run on the JS thread).
   bool start() {
@@ -225,7 +225,8 @@ class BatchHelper {
   // every read has its result. The arrays must stay valid until then. JS thread only.
   void run(InlineReader *&mine, int n, const int *fd, const double *off, const uint32_t *len, uint8_t *const *dst,
            double *res) {
-    const int chunks = (n + kChunk - 1) / kChunk;
+    chunk_ = std::min(kChunk, (n + 1) / 2);
+    const int chunks = (n + chunk_ - 1) / chunk_;
     n_ = n;
     fd_ = fd;
     off_ = off;
@@ -271,8 +272,8 @@ class BatchHelper {
   }
 
   void chunk(InlineReader *&r, int c) {
-    const int b = c * kChunk;
-    const int m = std::min(kChunk, n_ - b);
+    const int b = c * chunk_;
+    const int m = std::min(chunk_, n_ - b);
     run_reads(r, m, fd_ + b, off_ + b, len_ + b, dst_ + b, res_ + b);
   }
 
@@ -343,6 +344,7 @@ class BatchHelper {
 
   // The job: written by the JS thread before it publishes claim_, read by both until done_.
   int n_ = 0;
+  int chunk_ = kChunk;  // reads per chunk of this job
   const int *fd_ = nullptr;
   const double *off_ = nullptr;
   const uint32_t *len_ = nullptr;
